@@ -1,0 +1,297 @@
+"""Typed configuration for MIRA, loaded from JSON files in ``configs/``.
+
+A configuration is a tree of small dataclasses, one per stage (model, renderer,
+data, training, inference). Field names are unique across sections, so a JSON file
+may be written either *flat* (``{"num_layers": 12, "learning_rate": 4e-4}``, the
+format existing MIRA users already have) or *nested* (``{"model": {"num_layers": 12}}``).
+
+Every key is checked: an unknown key or a value of the wrong type raises
+:class:`ConfigError` naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid (unknown key, wrong type, bad value)."""
+
+
+@dataclass
+class ModelConfig:
+    """Image encoder, camera embedding and triplane transformer decoder."""
+
+    # Encoder: a Hugging Face hub id or a local directory holding a Dinov2Model.
+    encoder_model_id: str = "facebook/dinov2-base"
+    # If set, the encoder is built from this Dinov2Config dict with random weights
+    # (tests, from-scratch training) instead of loading ``encoder_model_id``.
+    # ``save_pretrained`` fills it in, so a saved MIRA never needs the hub again.
+    encoder_config: dict | None = None
+    # 0: frozen encoder; -1: fine-tune all of it; N > 0: fine-tune the last N blocks.
+    encoder_trainable_blocks: int = 0
+    # Side of the square source image fed to the encoder (pixels).
+    source_size: int = 224
+    # Source-camera vector: flattened 4x4 c2w (16) + normalised fx, fy, cx, cy (4).
+    camera_matrix_dim: int = 20
+    camera_embed_dim: int = 1024
+    decoder_hidden_dim: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    # Triplane tokens per plane side (R): the decoder attends over 3 * R * R tokens.
+    triplane_feat_res: int = 32
+    # Side of the output triplane, after upsampling: must be 2 * triplane_feat_res.
+    triplane_res: int = 64
+    # Channels per plane (C).
+    triplane_dim: int = 40
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class RendererConfig:
+    """NeRF triplane renderer: ray sampling, triplane field MLP and compositing."""
+
+    # Stratified (coarse) samples per ray.
+    rendering_samples_per_ray: int = 96
+    # Importance (fine) samples per ray drawn from the coarse weights; 0 disables.
+    importance_samples_per_ray: int = 64
+    # Axis-aligned object box in world units; the triplane spans exactly this box.
+    box_min: list[float] = field(default_factory=lambda: [-1.0, -1.0, -1.0])
+    box_max: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    # RGB in [0, 1] composited behind the object (also used for training targets).
+    background_color: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    # How the three plane features are combined: "concat", "sum" or "mean".
+    triplane_aggregation: str = "concat"
+    mlp_hidden_dim: int = 64
+    mlp_num_layers: int = 4
+    # Rays rendered per chunk; bounds memory at any resolution.
+    ray_chunk_size: int = 16384
+
+
+@dataclass
+class DataConfig:
+    """Training data and the supervision views."""
+
+    data_dir: str = "data/renders"
+    # Side of the square supervision crops / renders (pixels).
+    render_size: int = 128
+    # Number of supervision views per sample.
+    supervision_k: int = 4
+    # Default source camera when an image carries none (inference): normalised
+    # focal length fx/W = fy/H and principal point (cx/W, cy/H).
+    focal_length: float = 1.09375  # 35 mm lens / 32 mm sensor: fov 49.1 deg, as our renders and zero123's
+    principal_point: list[float] = field(default_factory=lambda: [0.5, 0.5])
+    # Default source camera distance from the origin (world units).
+    source_camera_distance: float = 2.5
+    # Random resized crops of the supervision views: scale range of the crop side.
+    random_crop_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    num_workers: int = 4
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, checkpoints and logging."""
+
+    learning_rate: float = 4e-4
+    weight_decay: float = 0.05
+    batch_size: int = 8
+    num_epochs: int = 100
+    save_every_epoch: int = 1
+    max_steps: int = 0  # 0: no bound beyond num_epochs
+    lpips_net: str = "vgg"
+    lpips_weight: float = 2.0
+    mask_loss_weight: float = 0.0
+    model_save_path: str = "checkpoints"
+    # How a run starts: "auto" resumes from the latest checkpoint in model_save_path
+    # if there is one; "none" starts fresh; any other value is a save_pretrained
+    # directory or hub id whose weights initialise the model.
+    model_preloading_strategy: str = "auto"
+    seed: int = 42
+
+
+@dataclass
+class MiraConfig:
+    """The whole configuration: one section per stage."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    renderer: RendererConfig = field(default_factory=RendererConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str = "<dict>") -> "MiraConfig":
+        """Build a config from a flat or nested mapping; ``source`` names it in errors."""
+        config = cls()
+        config.update(values, source=source)
+        return config
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "MiraConfig":
+        """Load a JSON config file (flat or nested keys)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{path}: not valid JSON ({error})") from error
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: the top level must be a JSON object")
+        return cls.from_dict(values, source=str(path))
+
+    def update(self, values: Mapping[str, Any], source: str = "<dict>") -> "MiraConfig":
+        """Set keys from a flat or nested mapping, checking names and types in place."""
+        sections = {f.name for f in dataclasses.fields(self)}
+        for key, value in values.items():
+            if key.startswith("_"):  # "_comment" style keys are allowed and ignored
+                continue
+            if key in sections and isinstance(value, Mapping):
+                section = getattr(self, key)
+                section_fields = {f.name for f in dataclasses.fields(section)}
+                for sub_key, sub_value in value.items():
+                    if sub_key not in section_fields:
+                        raise ConfigError(
+                            f"{source}: unknown key '{key}.{sub_key}'; "
+                            f"valid keys of '{key}': {sorted(section_fields)}"
+                        )
+                    self._set(section, sub_key, sub_value, source)
+                continue
+            section = self._section_of(key)
+            if section is None:
+                raise ConfigError(
+                    f"{source}: unknown key '{key}'; valid keys: {sorted(self.flat_keys())}"
+                )
+            self._set(section, key, value, source)
+        self.validate(source)
+        return self
+
+    def override(self, source: str = "<override>", **values: Any) -> "MiraConfig":
+        """Set flat keys (e.g. from the command line) and re-validate."""
+        return self.update(values, source=source)
+
+    # ------------------------------------------------------------------ saving
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Nested plain-Python dict of every section."""
+        return dataclasses.asdict(self)
+
+    def to_flat_dict(self) -> dict[str, Any]:
+        """Flat ``{key: value}`` dict over all sections."""
+        return {k: v for section in self.to_dict().values() for k, v in section.items()}
+
+    def save_json(self, path: str | Path) -> None:
+        """Write the nested config as indented JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def flat_keys(self) -> list[str]:
+        """Every key a flat config may use."""
+        return [f.name for s in self._sections() for f in dataclasses.fields(s)]
+
+    # ------------------------------------------------------------------ checks
+    def validate(self, source: str = "<config>") -> None:
+        """Check values that must agree with each other; raise :class:`ConfigError`."""
+        m, r, d = self.model, self.renderer, self.data
+
+        def fail(key: str, message: str) -> None:
+            raise ConfigError(f"{source}: '{key}' {message}")
+
+        if m.camera_matrix_dim != 20:
+            fail("camera_matrix_dim", f"must be 20 (16 c2w + 4 intrinsics), got {m.camera_matrix_dim}")
+        if m.triplane_res != 2 * m.triplane_feat_res:
+            fail("triplane_res", f"must be 2 * triplane_feat_res = {2 * m.triplane_feat_res}, got {m.triplane_res}")
+        if m.decoder_hidden_dim % m.num_heads != 0:
+            fail("num_heads", f"must divide decoder_hidden_dim={m.decoder_hidden_dim}, got {m.num_heads}")
+        for key in ("source_size", "camera_embed_dim", "decoder_hidden_dim", "num_layers",
+                    "num_heads", "triplane_feat_res", "triplane_dim"):
+            if getattr(m, key) <= 0:
+                fail(key, "must be positive")
+        if r.rendering_samples_per_ray < 2:
+            fail("rendering_samples_per_ray", "must be at least 2")
+        if r.importance_samples_per_ray < 0:
+            fail("importance_samples_per_ray", "must be >= 0")
+        for key in ("box_min", "box_max", "background_color"):
+            if len(getattr(r, key)) != 3:
+                fail(key, "must have 3 values")
+        if any(lo >= hi for lo, hi in zip(r.box_min, r.box_max)):
+            fail("box_min", f"must be below box_max on every axis ({r.box_min} vs {r.box_max})")
+        if r.triplane_aggregation not in ("concat", "sum", "mean"):
+            fail("triplane_aggregation", f"must be concat, sum or mean, got '{r.triplane_aggregation}'")
+        if len(d.principal_point) != 2:
+            fail("principal_point", "must have 2 values (cx/W, cy/H)")
+        if d.focal_length <= 0:
+            fail("focal_length", "must be positive (normalised: fx / image width)")
+        if d.supervision_k < 1:
+            fail("supervision_k", "must be at least 1")
+
+    # ------------------------------------------------------------------ helpers
+    def _sections(self) -> list[Any]:
+        return [getattr(self, f.name) for f in dataclasses.fields(self)]
+
+    def _section_of(self, key: str) -> Any | None:
+        for section in self._sections():
+            if key in {f.name for f in dataclasses.fields(section)}:
+                return section
+        return None
+
+    @staticmethod
+    def _set(section: Any, key: str, value: Any, source: str) -> None:
+        hint = typing.get_type_hints(type(section))[key]
+        setattr(section, key, _coerce(value, hint, key, source))
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    """Check ``value`` against a type hint; ints are accepted for floats."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key, source)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{source}: '{key}' must be {hint}, got {value!r}")
+    if origin is list:
+        (item_type,) = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: '{key}' must be a list, got {value!r}")
+        return [_coerce(v, item_type, key, source) for v in value]
+    if origin is dict or hint is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{source}: '{key}' must be an object, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: '{key}' must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: '{key}' must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{source}: '{key}' has unsupported type {hint}")
+
+
+def load_config(path: str | Path, **overrides: Any) -> MiraConfig:
+    """Load ``path`` and apply flat ``overrides``; the usual entry point."""
+    config = MiraConfig.from_json(path)
+    if overrides:
+        config.override(source="command line", **overrides)
+    return config
