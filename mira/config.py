@@ -73,6 +73,10 @@ class RendererConfig:
     mlp_num_layers: int = 4
     # Rays rendered per chunk; bounds memory at any resolution.
     ray_chunk_size: int = 16384
+    # Density = softplus(mlp_output + density_bias); negative starts the field mostly empty (EG3D: -1).
+    density_bias: float = -1.0
+    # Colour = sigmoid(x) * (1 + 2w) - w (EG3D's widened sigmoid); 0 gives a plain sigmoid.
+    color_sigmoid_widening: float = 0.001
 
 
 @dataclass

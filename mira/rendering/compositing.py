@@ -1,0 +1,48 @@
+"""Volume rendering: alpha compositing of samples along each ray, in float32 or wider."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# Keeps the expected depth finite where a ray is (almost) transparent.
+_DEPTH_EPS = 1e-10
+
+
+def composite(
+    densities: Tensor,
+    colors: Tensor,
+    t: Tensor,
+    edges: Tensor,
+    background: Tensor,
+) -> dict[str, Tensor]:
+    """Composite samples front to back over a background colour.
+
+    ``alpha_i = 1 - exp(-sigma_i * delta_i)`` with ``delta_i`` the length of sample i's interval,
+    transmittance ``T_i = exp(-sum_{j<i} sigma_j delta_j)``, weight ``w_i = alpha_i T_i``;
+    opacity ``= sum w_i = 1 - exp(-sum sigma_i delta_i)``; rgb ``= sum w_i c_i + (1 - opacity) bg``;
+    depth ``= sum w_i t_i / opacity`` (expected distance of the visible surface; 0 where empty).
+
+    Args:
+        densities: (..., S, 1) >= 0.
+        colors: (..., S, 3).
+        t: (..., S) sample distances.
+        edges: (..., S + 1) interval edges (see ``ray_sampler.interval_edges``).
+        background: (3,) colour.
+    Returns:
+        {"rgb": (..., 3), "depth": (..., 1), "opacity": (..., 1), "weights": (..., S)}, in
+        ``promote(t.dtype, float32)`` whatever the dtype of densities/colors (autocast-safe).
+    """
+    dtype = torch.promote_types(t.dtype, torch.float32)
+    t = t.to(dtype)
+    deltas = (edges[..., 1:] - edges[..., :-1]).to(dtype).clamp_min(0.0)
+    optical_depth = densities[..., 0].to(dtype) * deltas
+    alpha = 1.0 - torch.exp(-optical_depth)
+    accumulated = torch.cumsum(optical_depth, dim=-1)
+    transmittance = torch.exp(-torch.cat([torch.zeros_like(accumulated[..., :1]), accumulated[..., :-1]], dim=-1))
+    weights = alpha * transmittance
+    opacity = weights.sum(dim=-1, keepdim=True)
+    rgb = (weights.unsqueeze(-1) * colors.to(dtype)).sum(dim=-2)
+    rgb = rgb + (1.0 - opacity) * background.to(device=rgb.device, dtype=dtype)
+    depth = (weights * t).sum(dim=-1, keepdim=True) / (opacity + _DEPTH_EPS)
+    return {"rgb": rgb, "depth": depth, "opacity": opacity, "weights": weights}

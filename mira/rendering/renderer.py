@@ -1,0 +1,211 @@
+"""The NeRF triplane renderer: rays -> samples -> triplane field -> composited colour/depth/opacity."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mira.cameras import pixel_centers, rays_from_pixels
+from mira.config import RendererConfig
+from mira.rendering.compositing import composite
+from mira.rendering.field import TriplaneField
+from mira.rendering.ray_sampler import (
+    importance_samples,
+    intersect_box,
+    interval_edges,
+    merge_samples,
+    stratified_samples,
+)
+from mira.rendering.triplane import aggregated_dim, sample_triplane
+
+OUTPUT_CHANNELS = {"rgb": 3, "depth": 1, "opacity": 1}
+
+
+class TriplaneRenderer(nn.Module):
+    """Volume renderer of a triplane radiance field; owns the field MLP.
+
+    Per ray: clip to the box ``[box_min, box_max]``; ``rendering_samples_per_ray`` stratified
+    samples (jittered when ``self.training``, bin midpoints in eval); ``importance_samples_per_ray``
+    fine samples drawn from the coarse weights; the field is evaluated at the fine samples and
+    merged (sorted) with the coarse ones, and the merged set is composited over
+    ``background_color``. Rays are processed ``ray_chunk_size`` at a time (over the whole batch).
+
+    Outputs follow the device of the inputs; compositing runs in float32 (or float64 for
+    float64 rays), so the renderer is safe under bf16/fp16 autocast.
+    """
+
+    def __init__(self, cfg: RendererConfig, triplane_dim: int) -> None:
+        super().__init__()
+        if triplane_dim < 1:
+            raise ValueError(f"mira/rendering/renderer.py: triplane_dim must be positive, got {triplane_dim}")
+        if cfg.rendering_samples_per_ray < 2 or cfg.importance_samples_per_ray < 0 or cfg.ray_chunk_size < 1:
+            raise ValueError(
+                "mira/rendering/renderer.py: need rendering_samples_per_ray >= 2, importance_samples_per_ray >= 0 "
+                f"and ray_chunk_size >= 1, got {cfg.rendering_samples_per_ray}, {cfg.importance_samples_per_ray}, "
+                f"{cfg.ray_chunk_size}; fix the renderer section of the config"
+            )
+        self.config = cfg
+        self.triplane_dim = triplane_dim
+        self.aggregation = cfg.triplane_aggregation
+        self.num_coarse_samples = cfg.rendering_samples_per_ray
+        self.num_fine_samples = cfg.importance_samples_per_ray
+        self.ray_chunk_size = cfg.ray_chunk_size
+        self.field = TriplaneField(
+            input_dim=aggregated_dim(triplane_dim, cfg.triplane_aggregation),
+            hidden_dim=cfg.mlp_hidden_dim,
+            num_layers=cfg.mlp_num_layers,
+            density_bias=cfg.density_bias,
+            color_widening=cfg.color_sigmoid_widening,
+        )
+        # Derived from the config, so not saved with the weights.
+        self.register_buffer("box_min", torch.tensor(cfg.box_min, dtype=torch.float32), persistent=False)
+        self.register_buffer("box_max", torch.tensor(cfg.box_max, dtype=torch.float32), persistent=False)
+        self.register_buffer("background", torch.tensor(cfg.background_color, dtype=torch.float32), persistent=False)
+
+    # ------------------------------------------------------------------ field
+    def point_field(self, triplanes: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
+        """Raw field at world points: density (B, P, 1) >= 0 and colour (B, P, 3) (widened sigmoid).
+
+        Args:
+            triplanes: (B, 3, C, R, R).
+            points: (B, P, 3) world points.
+        """
+        features = sample_triplane(triplanes, points, self.box_min, self.box_max, self.aggregation)
+        return self.field(features)
+
+    def query(self, triplanes: Tensor, points: Tensor) -> dict[str, Tensor]:
+        """Density and colour at arbitrary world points (mesh extraction, analysis).
+
+        Args:
+            triplanes: (B, 3, C, R, R).
+            points: (B, P, 3) world points; evaluated in chunks of
+                ``ray_chunk_size * rendering_samples_per_ray`` points.
+        Returns:
+            {"density": (B, P, 1) >= 0, "rgb": (B, P, 3) in [0, 1]}.
+        """
+        _check_batch(triplanes, points, "points")
+        chunk = max(1, self.ray_chunk_size * self.num_coarse_samples // max(1, points.shape[0]))
+        densities, colors = [], []
+        for start in range(0, points.shape[1], chunk):
+            density, rgb = self.point_field(triplanes, points[:, start : start + chunk])
+            densities.append(density)
+            colors.append(rgb.clamp(0.0, 1.0))
+        return {"density": torch.cat(densities, dim=1), "rgb": torch.cat(colors, dim=1)}
+
+    # ------------------------------------------------------------------ rays
+    def forward(self, triplanes: Tensor, origins: Tensor, directions: Tensor) -> dict[str, Tensor]:
+        """Render rays.
+
+        Args:
+            triplanes: (B, 3, C, R, R).
+            origins: (B, N, 3) ray origins (world).
+            directions: (B, N, 3) unit ray directions (world).
+        Returns:
+            {"rgb": (B, N, 3), "depth": (B, N, 1), "opacity": (B, N, 1)}; depth is the expected
+            distance along the ray of the visible surface (0 for empty rays).
+        """
+        _check_batch(triplanes, origins, "origins")
+        if directions.shape != origins.shape:
+            raise ValueError(
+                f"mira/rendering/renderer.py: directions {tuple(directions.shape)} must match origins {tuple(origins.shape)}"
+            )
+        rays_per_chunk = max(1, self.ray_chunk_size // origins.shape[0])
+        chunks = [
+            self._render_chunk(triplanes, origins[:, start : start + rays_per_chunk], directions[:, start : start + rays_per_chunk])
+            for start in range(0, origins.shape[1], rays_per_chunk)
+        ]
+        if not chunks:  # N == 0
+            return self._render_chunk(triplanes, origins, directions)
+        return {key: torch.cat([chunk[key] for chunk in chunks], dim=1) for key in OUTPUT_CHANNELS}
+
+    def render_pixels(
+        self,
+        triplanes: Tensor,
+        c2w: Tensor,
+        intrinsics: Tensor,
+        uv: Tensor,
+        height: int,
+        width: int,
+    ) -> dict[str, Tensor]:
+        """Render chosen pixels of V views per triplane.
+
+        Args:
+            triplanes: (B, 3, C, R, R).
+            c2w: (B, V, 4, 4) OpenCV camera-to-world.
+            intrinsics: (B, V, 4) normalised fx, fy, cx, cy.
+            uv: (B, V, N, 2) pixel coordinates (pixel centres at +0.5), or (N, 2) shared by all views.
+            height, width: the image size ``uv`` refers to.
+        Returns:
+            {"rgb": (B, V, N, 3), "depth": (B, V, N, 1), "opacity": (B, V, N, 1)}.
+        """
+        if c2w.dim() != 4 or c2w.shape[-2:] != (4, 4) or intrinsics.shape != (*c2w.shape[:2], 4):
+            raise ValueError(
+                "mira/rendering/renderer.py: render_pixels needs c2w (B, V, 4, 4) and intrinsics (B, V, 4), got "
+                f"{tuple(c2w.shape)} and {tuple(intrinsics.shape)}"
+            )
+        batch, views = c2w.shape[:2]
+        if uv.dim() == 2:
+            uv = uv.expand(batch, views, *uv.shape)
+        if uv.dim() != 4 or uv.shape[:2] != (batch, views) or uv.shape[-1] != 2:
+            raise ValueError(
+                f"mira/rendering/renderer.py: uv must be (B, V, N, 2) = ({batch}, {views}, N, 2) or (N, 2), got {tuple(uv.shape)}"
+            )
+        num_pixels = uv.shape[2]
+        origins, directions = rays_from_pixels(
+            c2w.reshape(batch * views, 4, 4), intrinsics.reshape(batch * views, 4), uv.reshape(batch * views, num_pixels, 2),
+            width, height,
+        )
+        out = self(triplanes, origins.reshape(batch, views * num_pixels, 3), directions.reshape(batch, views * num_pixels, 3))
+        return {key: value.reshape(batch, views, num_pixels, value.shape[-1]) for key, value in out.items()}
+
+    def render_images(self, triplanes: Tensor, c2w: Tensor, intrinsics: Tensor, height: int, width: int) -> dict[str, Tensor]:
+        """Render whole images of V views per triplane.
+
+        Args:
+            triplanes: (B, 3, C, R, R); c2w: (B, V, 4, 4); intrinsics: (B, V, 4) normalised.
+        Returns:
+            {"rgb": (B, V, 3, H, W), "depth": (B, V, 1, H, W), "opacity": (B, V, 1, H, W)}.
+        """
+        uv = pixel_centers(height, width, device=c2w.device).to(c2w.dtype)
+        out = self.render_pixels(triplanes, c2w, intrinsics, uv, height, width)
+        batch, views = c2w.shape[:2]
+        return {
+            key: value.reshape(batch, views, height, width, value.shape[-1]).permute(0, 1, 4, 2, 3)
+            for key, value in out.items()
+        }
+
+    # ------------------------------------------------------------------ internals
+    def _field_along_rays(self, triplanes: Tensor, origins: Tensor, directions: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Field at ``origins + t * directions``: (B, n, S) samples -> density (B, n, S, 1), colour (B, n, S, 3)."""
+        batch, rays, samples = t.shape
+        points = origins.unsqueeze(-2) + t.unsqueeze(-1) * directions.unsqueeze(-2)
+        density, rgb = self.point_field(triplanes, points.reshape(batch, rays * samples, 3))
+        return density.reshape(batch, rays, samples, 1), rgb.reshape(batch, rays, samples, 3)
+
+    def _render_chunk(self, triplanes: Tensor, origins: Tensor, directions: Tensor) -> dict[str, Tensor]:
+        """Render (B, n, 3) rays in one go: {"rgb": (B, n, 3), "depth": (B, n, 1), "opacity": (B, n, 1)}."""
+        dtype = torch.promote_types(origins.dtype, torch.float32)
+        origins, directions = origins.to(dtype), directions.to(dtype)
+        near, far, _ = intersect_box(origins, directions, self.box_min, self.box_max)
+        t = stratified_samples(near, far, self.num_coarse_samples, jitter=self.training)
+        density, rgb = self._field_along_rays(triplanes, origins, directions, t)
+        if self.num_fine_samples > 0:
+            edges = interval_edges(t, near, far)
+            with torch.no_grad():
+                weights = composite(density, rgb, t, edges, self.background)["weights"]
+            t_fine = importance_samples(edges, weights, self.num_fine_samples, deterministic=not self.training)
+            density_fine, rgb_fine = self._field_along_rays(triplanes, origins, directions, t_fine)
+            t, (density, rgb) = merge_samples(t, [density, rgb], t_fine, [density_fine, rgb_fine])
+        out = composite(density, rgb, t, interval_edges(t, near, far), self.background)
+        return {key: out[key] for key in OUTPUT_CHANNELS}
+
+
+def _check_batch(triplanes: Tensor, tensor: Tensor, name: str) -> None:
+    """Raise a clear error unless triplanes are (B, 3, C, R, R) and ``tensor`` is (B, N, 3)."""
+    if triplanes.dim() != 5 or triplanes.shape[1] != 3:
+        raise ValueError(f"mira/rendering/renderer.py: triplanes must be (B, 3, C, R, R), got {tuple(triplanes.shape)}")
+    if tensor.dim() != 3 or tensor.shape[-1] != 3 or tensor.shape[0] != triplanes.shape[0]:
+        raise ValueError(
+            f"mira/rendering/renderer.py: {name} must be (B, N, 3) with B = {triplanes.shape[0]} "
+            f"(the triplane batch), got {tuple(tensor.shape)}"
+        )

@@ -1,0 +1,72 @@
+"""Triplane feature lookup.
+
+Layout (SPEC): triplanes are ``(B, 3, C, R, R)``; plane 0 = XY, plane 1 = XZ, plane 2 = YZ.
+A world point ``p`` maps to ``q = 2 (p - box_min) / (box_max - box_min) - 1`` in ``[-1, 1]^3``;
+plane XY is sampled at grid ``(q_x, q_y)`` (grid x indexes the plane's last dim W, grid y its H
+dim), XZ at ``(q_x, q_z)``, YZ at ``(q_y, q_z)``; bilinear, ``align_corners=False``, zero padding.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# For each plane, the two world axes (x=0, y=1, z=2) that become its grid (x, y).
+PLANE_AXES = ((0, 1), (0, 2), (1, 2))
+AGGREGATIONS = ("concat", "sum", "mean")
+
+
+def normalize_points(points: Tensor, box_min: Tensor, box_max: Tensor) -> Tensor:
+    """World points (..., 3) -> box-normalised coordinates (..., 3), the box mapped to [-1, 1]^3."""
+    box_min = box_min.to(points)
+    box_max = box_max.to(points)
+    return 2.0 * (points - box_min) / (box_max - box_min) - 1.0
+
+
+def aggregated_dim(triplane_dim: int, aggregation: str) -> int:
+    """Feature size after aggregating the three planes of ``triplane_dim`` channels."""
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"mira/rendering/triplane.py: aggregation must be one of {AGGREGATIONS}, got '{aggregation}'")
+    return 3 * triplane_dim if aggregation == "concat" else triplane_dim
+
+
+def sample_triplane(
+    triplanes: Tensor,
+    points: Tensor,
+    box_min: Tensor,
+    box_max: Tensor,
+    aggregation: str = "concat",
+) -> Tensor:
+    """Bilinear features of world points from the three planes.
+
+    Args:
+        triplanes: (B, 3, C, R, R).
+        points: (B, P, 3) world points.
+        box_min, box_max: (3,) the box the triplane spans.
+        aggregation: "concat" (plane order XY, XZ, YZ), "sum" or "mean".
+    Returns:
+        (B, P, 3C) for "concat", else (B, P, C). Points outside the box read zeros.
+    """
+    if triplanes.dim() != 5 or triplanes.shape[1] != 3:
+        raise ValueError(f"mira/rendering/triplane.py: triplanes must be (B, 3, C, R, R), got {tuple(triplanes.shape)}")
+    if points.dim() != 3 or points.shape[-1] != 3 or points.shape[0] != triplanes.shape[0]:
+        raise ValueError(
+            f"mira/rendering/triplane.py: points must be (B, P, 3) with B={triplanes.shape[0]}, got {tuple(points.shape)}"
+        )
+    batch, _, channels, height, width = triplanes.shape
+    num_points = points.shape[1]
+    dtype = torch.promote_types(triplanes.dtype, points.dtype)
+    q = normalize_points(points.to(dtype), box_min, box_max)
+    grid = torch.stack([q[..., list(axes)] for axes in PLANE_AXES], dim=1)  # (B, 3, P, 2)
+    grid = grid.reshape(batch * 3, 1, num_points, 2)
+    planes = triplanes.to(dtype).reshape(batch * 3, channels, height, width)
+    features = F.grid_sample(planes, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    features = features.reshape(batch, 3, channels, num_points).permute(0, 3, 1, 2)  # (B, P, 3, C)
+    if aggregation == "concat":
+        return features.reshape(batch, num_points, 3 * channels)
+    if aggregation == "sum":
+        return features.sum(dim=2)
+    if aggregation == "mean":
+        return features.mean(dim=2)
+    raise ValueError(f"mira/rendering/triplane.py: aggregation must be one of {AGGREGATIONS}, got '{aggregation}'")
