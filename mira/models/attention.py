@@ -1,0 +1,55 @@
+"""Multi-head attention through ``torch.nn.functional.scaled_dot_product_attention``.
+
+SDPA dispatches to the flash / memory-efficient kernels on CUDA (fp16/bf16) and to a
+fused math kernel on the CPU; the result equals ``softmax(Q K^T / sqrt(d)) V``.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MultiHeadAttention(nn.Module):
+    """Self-attention (``context=None``) or cross-attention to a context sequence.
+
+    Args:
+        dim: query / output width D (divisible by ``num_heads``).
+        num_heads: number of heads H; head width d = D / H.
+        context_dim: width of the keys/values' source; defaults to ``dim``.
+        bias: use biases in the projections.
+    """
+
+    def __init__(self, dim: int, num_heads: int, context_dim: int | None = None, bias: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"num_heads={num_heads} must divide the attention width {dim}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.to_q = nn.Linear(dim, dim, bias=bias)
+        self.to_kv = nn.Linear(context_dim or dim, 2 * dim, bias=bias)
+        self.to_out = nn.Linear(dim, dim, bias=bias)
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        """(B, N, H * d) -> (B, H, N, d)."""
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def project(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries from ``x`` (B, N, D), keys/values from ``context`` (B, M, Dc) or ``x``; each (B, H, *, d)."""
+        key, value = self.to_kv(x if context is None else context).chunk(2, dim=-1)
+        return self._split_heads(self.to_q(x)), self._split_heads(key), self._split_heads(value)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Attend.
+
+        Args:
+            x: (B, N, D) queries' tokens.
+            context: (B, M, Dc) tokens to attend to; None for self-attention.
+        Returns:
+            (B, N, D)
+        """
+        query, key, value = self.project(x, context)
+        out = F.scaled_dot_product_attention(query, key, value)  # (B, H, N, d)
+        batch, _, length, _ = out.shape
+        return self.to_out(out.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim))

@@ -1,0 +1,178 @@
+"""Image encoder: a DINOv2 vision transformer (``transformers.Dinov2Model``) turned into tokens.
+
+The encoder takes RGB images in ``[0, 1]`` and returns DINOv2's final-layer token
+sequence (CLS token + one token per 14x14 patch, after the final LayerNorm). The
+ImageNet normalisation happens inside the module, so callers never touch a PIL
+processor, and position embeddings are interpolated (bicubic, by ``transformers``)
+for any input size.
+
+Where the weights come from (``ModelConfig``):
+
+* ``encoder_config`` set: a ``Dinov2Config`` dict -> random weights (tests, training
+  from scratch, and every MIRA checkpoint, whose encoder weights live in
+  ``model.safetensors``).
+* otherwise ``encoder_model_id``: a local directory or a Hugging Face hub id loaded with
+  ``Dinov2Model.from_pretrained``. Nothing is downloaded silently into a random model:
+  when the weights are not available the error says what to download and where.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from transformers import Dinov2Config, Dinov2Model
+
+from mira.config import ModelConfig
+
+# ImageNet statistics DINOv2 was trained with (RGB, on [0, 1] images).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Keys of Dinov2Config.to_dict() that describe where a config came from, not the network.
+_PROVENANCE_KEYS = ("_name_or_path", "architectures", "transformers_version", "_commit_hash")
+
+
+class EncoderWeightsNotFoundError(OSError):
+    """The DINOv2 weights named by ``encoder_model_id`` could not be loaded."""
+
+
+def _hub_cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def load_pretrained_dinov2(model_id: str) -> Dinov2Model:
+    """Load a ``Dinov2Model`` from a local directory or a hub id, with no silent fallback.
+
+    Raises:
+        EncoderWeightsNotFoundError: the directory does not hold a Dinov2Model, or the hub id
+            is neither cached nor downloadable (offline); the message names the id, the
+            Hugging Face cache directory and how to fix it.
+    """
+    local = Path(model_id).expanduser()
+    try:
+        model = Dinov2Model.from_pretrained(str(local) if local.is_dir() else model_id, dtype=torch.float32)
+    except (OSError, ValueError) as error:  # OSError: not cached/offline; ValueError: bad repo id
+        if local.is_dir():
+            raise EncoderWeightsNotFoundError(
+                f"encoder_model_id '{model_id}' is a directory but does not hold a Dinov2Model "
+                f"(config.json + model.safetensors written by Dinov2Model.save_pretrained): {error}"
+            ) from error
+        raise EncoderWeightsNotFoundError(
+            f"could not load the DINOv2 encoder '{model_id}': it is not a local directory and is not in "
+            f"the Hugging Face cache ({_hub_cache_dir()}), and it could not be downloaded (offline?).\n"
+            f"Fix: on a machine with internet run `huggingface-cli download {model_id}` (the cache dir "
+            f"is set by HF_HOME / HF_HUB_CACHE), or save the model to a directory and set "
+            f"encoder_model_id to that directory in your config.\nOriginal error: {error}"
+        ) from error
+    return model
+
+
+def dinov2_config_dict(config: Dinov2Config) -> dict[str, Any]:
+    """The JSON-serialisable architecture of a DINOv2 model (what ``encoder_config`` stores)."""
+    values = config.to_dict()
+    for key in _PROVENANCE_KEYS:
+        values.pop(key, None)
+    return values
+
+
+def build_dinov2(model_cfg: ModelConfig) -> Dinov2Model:
+    """Random-weight ``Dinov2Model`` from ``model_cfg.encoder_config``, else the pretrained one.
+
+    After loading pretrained weights, ``model_cfg.encoder_config`` is filled in with the
+    loaded architecture, so that a saved MIRA checkpoint is self-contained.
+    """
+    if model_cfg.encoder_config is not None:
+        try:
+            config = Dinov2Config.from_dict(dict(model_cfg.encoder_config))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"'encoder_config' is not a valid Dinov2Config: {error}") from error
+        return Dinov2Model(config)
+    model = load_pretrained_dinov2(model_cfg.encoder_model_id)
+    model_cfg.encoder_config = dinov2_config_dict(model.config)
+    return model
+
+
+class DinoV2Encoder(nn.Module):
+    """DINOv2 image encoder: images (B, 3, S, S) in [0, 1] -> tokens (B, 1 + (S/p)^2, D).
+
+    Args:
+        model_cfg: ``encoder_model_id`` / ``encoder_config`` choose the weights (see module doc);
+            ``encoder_trainable_blocks`` = 0 freezes everything (default), -1 trains everything,
+            N > 0 trains the last N transformer blocks and the final LayerNorm;
+            ``gradient_checkpointing`` also checkpoints the trainable encoder blocks.
+            ``model_cfg.encoder_config`` is filled in when pretrained weights are loaded.
+    """
+
+    def __init__(self, model_cfg: ModelConfig) -> None:
+        super().__init__()
+        self.backbone = build_dinov2(model_cfg)
+        self.patch_size = int(self.backbone.config.patch_size)
+        self.hidden_size = int(self.backbone.config.hidden_size)
+        self.num_blocks = int(self.backbone.config.num_hidden_layers)
+        # Constants, not weights: not saved in checkpoints.
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.trainable_blocks = model_cfg.encoder_trainable_blocks
+        self._set_trainable(model_cfg.encoder_trainable_blocks)
+        if model_cfg.gradient_checkpointing and not self.is_frozen:
+            self.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    # ------------------------------------------------------------------ freezing
+    def _set_trainable(self, trainable_blocks: int) -> None:
+        """Freeze the backbone, then unfreeze the requested part."""
+        if trainable_blocks < -1 or trainable_blocks > self.num_blocks:
+            raise ValueError(
+                f"'encoder_trainable_blocks' must be -1 (all), 0 (frozen) or 1..{self.num_blocks} "
+                f"(last N blocks of this encoder), got {trainable_blocks}"
+            )
+        self.backbone.requires_grad_(trainable_blocks == -1)
+        if trainable_blocks > 0:
+            for block in self.backbone.encoder.layer[-trainable_blocks:]:
+                block.requires_grad_(True)
+            self.backbone.layernorm.requires_grad_(True)
+        mask_token = self.backbone.embeddings.mask_token
+        if mask_token is not None:  # only used for masked pre-training; never receives a gradient here
+            mask_token.requires_grad_(False)
+
+    @property
+    def is_frozen(self) -> bool:
+        """True when no encoder weight is trained."""
+        return self.trainable_blocks == 0
+
+    def train(self, mode: bool = True) -> "DinoV2Encoder":
+        """A frozen encoder always stays in eval mode (no dropout / drop-path)."""
+        super().train(mode)
+        if self.is_frozen:
+            self.backbone.eval()
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def num_tokens(self, image_size: int) -> int:
+        """Sequence length T for square images of side ``image_size``: CLS + patches."""
+        return 1 + (image_size // self.patch_size) ** 2
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) in [0, 1] -> ImageNet-normalised (B, 3, H, W)."""
+        return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Encode images.
+
+        Args:
+            images: (B, 3, H, W) RGB in [0, 1]; H and W at least one patch (any size: the
+                position embeddings are interpolated).
+        Returns:
+            (B, T, D) final-LayerNorm tokens, T = 1 + (H // p) * (W // p), D = hidden size.
+        """
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+        if min(images.shape[-2:]) < self.patch_size:
+            raise ValueError(f"images must be at least {self.patch_size} px (one patch), got {tuple(images.shape[-2:])}")
+        pixels = self.normalize(images)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.is_frozen):
+            return self.backbone(pixel_values=pixels).last_hidden_state

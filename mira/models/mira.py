@@ -1,0 +1,278 @@
+"""The MIRA model: image + source camera -> triplanes -> rendered views.
+
+``MIRA(cfg)`` holds the four parts named after the architecture:
+
+* ``encoder`` (:class:`~mira.models.encoder.DinoV2Encoder`): images -> DINOv2 tokens;
+* ``camera_embedder`` (:class:`~mira.models.camera_embedder.CameraEmbedder`): source camera -> embedding;
+* ``decoder`` (:class:`~mira.models.transformer.TriplaneDecoder`): tokens + camera -> triplanes;
+* ``renderer`` (:class:`mira.rendering.TriplaneRenderer`): triplanes + render cameras -> images.
+
+Checkpoints (``save_pretrained`` / ``from_pretrained``) are a directory with
+``model.safetensors`` (every weight, the encoder's included) and ``config.json`` (the
+whole nested :class:`~mira.config.MiraConfig`, with ``encoder_config`` filled in), so
+loading one never needs the DINOv2 hub id again.
+
+Why not ``huggingface_hub.PyTorchModelHubMixin``: its config round trip rebuilds a
+dataclass with ``Config(**json)``, which leaves MiraConfig's nested sections as plain
+dicts and skips our key/type validation; its safetensors load is non-strict by default
+and its writes are not atomic. The ~80 lines below keep the same on-disk layout
+(``model.safetensors`` + ``config.json``, loadable from the hub via ``snapshot_download``)
+with validation, strict key checks and atomic writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from mira.config import MiraConfig
+from mira.models.camera_embedder import CameraEmbedder
+from mira.models.encoder import DinoV2Encoder
+from mira.models.transformer import TriplaneDecoder
+from mira.rendering import TriplaneRenderer
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+CHECKPOINT_FILES = (CONFIG_NAME, WEIGHTS_NAME)
+NO_WEIGHT_DECAY_NAMES = ("tokens",)  # learned triplane tokens: embeddings, no decay
+
+
+class CheckpointNotFoundError(FileNotFoundError):
+    """A checkpoint directory or hub id could not be found / downloaded."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's weights do not match the architecture its config describes."""
+
+
+class MIRA(nn.Module):
+    """Single-image to triplane reconstruction model.
+
+    Args:
+        config: the whole :class:`MiraConfig`. It is deep-copied into ``self.config``;
+            when the encoder is loaded from ``encoder_model_id``, the copy's
+            ``model.encoder_config`` is filled with the loaded DINOv2 architecture.
+    """
+
+    def __init__(self, config: MiraConfig) -> None:
+        super().__init__()
+        self.config = copy.deepcopy(config)
+        model_cfg = self.config.model
+        self.encoder = DinoV2Encoder(model_cfg)
+        self.camera_embedder = CameraEmbedder(model_cfg.camera_matrix_dim, model_cfg.camera_embed_dim)
+        self.decoder = TriplaneDecoder(model_cfg, encoder_dim=self.encoder.hidden_size)
+        self.renderer = TriplaneRenderer(self.config.renderer, triplane_dim=model_cfg.triplane_dim)
+
+    # ------------------------------------------------------------------ forward
+    def forward_triplanes(self, images: Tensor, source_c2w: Tensor, source_intrinsics: Tensor) -> Tensor:
+        """Reconstruct triplanes from source images.
+
+        Args:
+            images: (B, 3, S, S) RGB in [0, 1] (any S >= one patch; usually ``source_size``).
+            source_c2w: (B, 4, 4) OpenCV camera-to-world of the source view.
+            source_intrinsics: (B, 4) normalised fx, fy, cx, cy of the source view.
+        Returns:
+            (B, 3, C, 2R, 2R) triplanes (planes XY, XZ, YZ).
+        """
+        batch = images.shape[0]
+        if source_c2w.shape != (batch, 4, 4) or source_intrinsics.shape != (batch, 4):
+            raise ValueError(
+                f"source_c2w must be (B, 4, 4) and source_intrinsics (B, 4) with B = {batch}, got "
+                f"{tuple(source_c2w.shape)} and {tuple(source_intrinsics.shape)}"
+            )
+        image_tokens = self.encoder(images)
+        camera_embedding = self.camera_embedder.embed_camera(source_c2w.to(images.dtype), source_intrinsics.to(images.dtype))
+        return self.decoder(image_tokens, camera_embedding)
+
+    def forward(
+        self,
+        images: Tensor,
+        source_c2w: Tensor,
+        source_intrinsics: Tensor,
+        render_c2w: Tensor,
+        render_intrinsics: Tensor,
+        render_size: int,
+        uv: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """Reconstruct and render.
+
+        Args:
+            images, source_c2w, source_intrinsics: as :meth:`forward_triplanes`.
+            render_c2w: (B, V, 4, 4) OpenCV camera-to-world of the views to render.
+            render_intrinsics: (B, V, 4) normalised intrinsics of those views.
+            render_size: side H = W of the rendered images (pixels).
+            uv: optional (B, V, N, 2) (or (N, 2)) pixel coordinates in a ``render_size`` image
+                to render only those pixels (training patches); None renders whole images.
+        Returns:
+            {"triplanes": (B, 3, C, 2R, 2R), "rgb", "depth", "opacity"}; with ``uv=None``
+            rgb is (B, V, 3, H, W) and depth / opacity (B, V, 1, H, W); with ``uv`` they are
+            (B, V, N, 3) and (B, V, N, 1).
+        """
+        triplanes = self.forward_triplanes(images, source_c2w, source_intrinsics)
+        if uv is None:
+            rendered = self.renderer.render_images(triplanes, render_c2w, render_intrinsics, render_size, render_size)
+        else:
+            rendered = self.renderer.render_pixels(triplanes, render_c2w, render_intrinsics, uv, render_size, render_size)
+        return {"triplanes": triplanes, **rendered}
+
+    # ------------------------------------------------------------------ optimisation
+    def trainable_parameter_groups(self, weight_decay: float) -> list[dict]:
+        """AdamW parameter groups of the trainable weights.
+
+        Matrices and conv kernels get ``weight_decay``; biases, norm parameters, the learned
+        triplane tokens and other vectors get none. Frozen parameters are left out.
+        """
+        decay, no_decay = [], []
+        for name, parameter in self.named_parameters():
+            if not parameter.requires_grad:
+                continue
+            skip = parameter.dim() < 2 or name.split(".")[-1] in NO_WEIGHT_DECAY_NAMES
+            (no_decay if skip else decay).append(parameter)
+        return [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_pretrained(self, save_directory: str | Path) -> Path:
+        """Write ``model.safetensors`` + ``config.json`` to ``save_directory`` atomically.
+
+        Both files are first written to a temporary directory next to the target, then moved
+        into place with ``os.replace`` (a crash never leaves a half-written file). Other files
+        already in ``save_directory`` are kept.
+
+        Returns:
+            The directory path.
+        """
+        target = Path(save_directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            self._write_checkpoint_files(staging)
+            if not target.exists():
+                os.replace(staging, target)
+                return target
+            if not target.is_dir():
+                raise NotADirectoryError(f"save_pretrained: {target} exists and is not a directory")
+            for name in CHECKPOINT_FILES:
+                os.replace(staging / name, target / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    def _write_checkpoint_files(self, directory: Path) -> None:
+        """Weights (safetensors) and the nested config (JSON) into ``directory``."""
+        state = {name: tensor.detach().contiguous().cpu() for name, tensor in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "library": "mira"})
+        config = {"_comment": "MIRA checkpoint config (mira.models.MIRA.save_pretrained)", **self.config.to_dict()}
+        (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        dir_or_hub_id: str | Path,
+        map_location: str | torch.device = "cpu",
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> "MIRA":
+        """Load a checkpoint written by :meth:`save_pretrained`, from a directory or the hub.
+
+        Args:
+            dir_or_hub_id: a local directory, or a Hugging Face hub repo id (downloaded with
+                ``huggingface_hub.snapshot_download``, or read from its cache).
+            map_location: device for the model's tensors.
+            revision, cache_dir: passed to ``snapshot_download`` for hub ids.
+        Returns:
+            The model, in eval mode (call ``.train()`` to fine-tune).
+        Raises:
+            CheckpointNotFoundError: no such directory / hub repo, or a file is missing.
+            mira.config.ConfigError: ``config.json`` is invalid (names the key and file).
+            CheckpointMismatchError: the weights do not match the config.
+        """
+        directory = resolve_checkpoint_dir(dir_or_hub_id, revision=revision, cache_dir=cache_dir)
+        config = MiraConfig.from_json(directory / CONFIG_NAME)
+        model = cls(config)
+        state = load_file(str(directory / WEIGHTS_NAME), device=str(map_location))
+        model.load_checkpoint_state(state, source=str(directory / WEIGHTS_NAME))
+        return model.to(map_location).eval()
+
+    def load_checkpoint_state(self, state: dict[str, Tensor], source: str = "<state dict>") -> None:
+        """Load weights, requiring exactly this model's keys and shapes.
+
+        Raises:
+            CheckpointMismatchError: listing missing keys, unexpected keys and shape mismatches.
+        """
+        expected = self.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        mismatched = [
+            f"{key}: checkpoint {tuple(state[key].shape)} vs model {tuple(expected[key].shape)}"
+            for key in sorted(set(expected) & set(state))
+            if state[key].shape != expected[key].shape
+        ]
+        if missing or unexpected or mismatched:
+            raise CheckpointMismatchError(
+                f"{source}: checkpoint does not match the config (was it saved with a different "
+                f"config.json?)\n  missing keys ({len(missing)}): {_preview(missing)}\n"
+                f"  unexpected keys ({len(unexpected)}): {_preview(unexpected)}\n"
+                f"  shape mismatches ({len(mismatched)}): {_preview(mismatched)}"
+            )
+        self.load_state_dict(state, strict=True)
+
+
+def _preview(items: list[str], limit: int = 10) -> str:
+    """The first ``limit`` items of a list, and how many more there are."""
+    shown = ", ".join(items[:limit]) or "none"
+    return shown + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def resolve_checkpoint_dir(
+    dir_or_hub_id: str | Path, revision: str | None = None, cache_dir: str | Path | None = None
+) -> Path:
+    """A local checkpoint directory, downloading a hub repo if ``dir_or_hub_id`` is not a directory.
+
+    Raises:
+        CheckpointNotFoundError: the directory lacks a checkpoint file, or the hub repo can't be
+            found in the cache or downloaded; the message says what to do.
+    """
+    local = Path(dir_or_hub_id).expanduser()
+    if local.is_dir():
+        directory = local
+    elif local.exists():
+        raise CheckpointNotFoundError(f"{local} is a file; from_pretrained needs the directory written by save_pretrained")
+    else:
+        directory = _download_checkpoint(str(dir_or_hub_id), revision, cache_dir)
+    for name in CHECKPOINT_FILES:
+        if not (directory / name).is_file():
+            raise CheckpointNotFoundError(
+                f"{directory / name} not found: a MIRA checkpoint directory holds {' and '.join(CHECKPOINT_FILES)} "
+                "(written by MIRA.save_pretrained)"
+            )
+    return directory
+
+
+def _download_checkpoint(hub_id: str, revision: str | None, cache_dir: str | Path | None) -> Path:
+    """``snapshot_download`` of a MIRA checkpoint repo (config + weights only)."""
+    from huggingface_hub import constants, snapshot_download
+
+    try:
+        return Path(
+            snapshot_download(
+                hub_id, revision=revision, cache_dir=cache_dir, allow_patterns=list(CHECKPOINT_FILES)
+            )
+        )
+    except Exception as error:  # offline, not cached, no such repo, invalid id: one clear message
+        raise CheckpointNotFoundError(
+            f"MIRA checkpoint '{hub_id}' is not a local directory and could not be loaded from the Hugging Face "
+            f"hub or its cache ({cache_dir or constants.HF_HUB_CACHE}).\nFix: pass the directory written by "
+            f"save_pretrained, or on a machine with internet run `huggingface-cli download {hub_id}`.\n"
+            f"Original error: {type(error).__name__}: {error}"
+        ) from error
