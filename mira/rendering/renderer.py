@@ -86,7 +86,7 @@ class TriplaneRenderer(nn.Module):
         _check_batch(triplanes, points, "points")
         chunk = max(1, self.ray_chunk_size * self.num_coarse_samples // max(1, points.shape[0]))
         densities, colors = [], []
-        for start in range(0, points.shape[1], chunk):
+        for start in range(0, max(1, points.shape[1]), chunk):
             density, rgb = self.point_field(triplanes, points[:, start : start + chunk])
             densities.append(density)
             colors.append(rgb.clamp(0.0, 1.0))
@@ -112,10 +112,8 @@ class TriplaneRenderer(nn.Module):
         rays_per_chunk = max(1, self.ray_chunk_size // origins.shape[0])
         chunks = [
             self._render_chunk(triplanes, origins[:, start : start + rays_per_chunk], directions[:, start : start + rays_per_chunk])
-            for start in range(0, origins.shape[1], rays_per_chunk)
+            for start in range(0, max(1, origins.shape[1]), rays_per_chunk)  # N = 0 still gives one (empty) chunk
         ]
-        if not chunks:  # N == 0
-            return self._render_chunk(triplanes, origins, directions)
         return {key: torch.cat([chunk[key] for chunk in chunks], dim=1) for key in OUTPUT_CHANNELS}
 
     def render_pixels(
