@@ -120,7 +120,7 @@ class DinoV2Encoder(nn.Module):
         self.trainable_blocks = model_cfg.encoder_trainable_blocks
         self._set_trainable(model_cfg.encoder_trainable_blocks)
         if model_cfg.gradient_checkpointing and not self.is_frozen:
-            self.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            self._enable_checkpointing()
 
     # ------------------------------------------------------------------ freezing
     def _set_trainable(self, trainable_blocks: int) -> None:
@@ -138,6 +138,14 @@ class DinoV2Encoder(nn.Module):
         mask_token = self.backbone.embeddings.mask_token
         if mask_token is not None:  # only used for masked pre-training; never receives a gradient here
             mask_token.requires_grad_(False)
+
+    def _enable_checkpointing(self) -> None:
+        """Activation checkpointing of the DINOv2 blocks (non-reentrant), across transformers versions."""
+        kwargs = {"use_reentrant": False}
+        if hasattr(self.backbone, "activation_checkpointing_enable"):  # transformers >= 5.x
+            self.backbone.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            self.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
     @property
     def is_frozen(self) -> bool:
