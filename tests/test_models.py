@@ -289,7 +289,7 @@ def test_missing_checkpoint_files_and_hub_ids_are_clear_errors(tmp_path: Path, m
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(CheckpointNotFoundError, match="huggingface-cli download mira-tests/no-such-checkpoint"):
+    with pytest.raises(CheckpointNotFoundError, match="hf download mira-tests/no-such-checkpoint"):
         MIRA.from_pretrained("mira-tests/no-such-checkpoint", cache_dir=tmp_path / "hf")
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointNotFoundError, match="config.json"):
@@ -331,7 +331,7 @@ def test_missing_encoder_hub_id_names_id_cache_and_fix(monkeypatch: pytest.Monke
     message = str(error.value)
     assert "mira-tests/no-such-dinov2" in message
     assert str(huggingface_hub.constants.HF_HUB_CACHE) in message
-    assert "huggingface-cli download mira-tests/no-such-dinov2" in message and "local" in message
+    assert "hf download mira-tests/no-such-dinov2" in message and "local" in message
 
 
 def test_encoder_normalises_inside_and_interpolates_positions() -> None:

@@ -65,9 +65,10 @@ def load_pretrained_dinov2(model_id: str) -> Dinov2Model:
         raise EncoderWeightsNotFoundError(
             f"could not load the DINOv2 encoder '{model_id}': it is not a local directory and is not in "
             f"the Hugging Face cache ({_hub_cache_dir()}), and it could not be downloaded (offline?).\n"
-            f"Fix: on a machine with internet run `huggingface-cli download {model_id}` (the cache dir "
-            f"is set by HF_HOME / HF_HUB_CACHE), or save the model to a directory and set "
-            f"encoder_model_id to that directory in your config.\nOriginal error: {error}"
+            f"Fix: on a machine with internet run `hf download {model_id}` (older huggingface_hub: "
+            f"`huggingface-cli download {model_id}`; the cache dir is set by HF_HOME / HF_HUB_CACHE), or "
+            f"save the model to a directory and set encoder_model_id to that directory in your config.\n"
+            f"Original error: {error}"
         ) from error
     return model
 

@@ -273,6 +273,7 @@ def _download_checkpoint(hub_id: str, revision: str | None, cache_dir: str | Pat
         raise CheckpointNotFoundError(
             f"MIRA checkpoint '{hub_id}' is not a local directory and could not be loaded from the Hugging Face "
             f"hub or its cache ({cache_dir or constants.HF_HUB_CACHE}).\nFix: pass the directory written by "
-            f"save_pretrained, or on a machine with internet run `huggingface-cli download {hub_id}`.\n"
+            f"save_pretrained, or on a machine with internet run `hf download {hub_id}` (older huggingface_hub: "
+            f"`huggingface-cli download {hub_id}`).\n"
             f"Original error: {type(error).__name__}: {error}"
         ) from error
