@@ -114,10 +114,40 @@ class TrainConfig:
     mask_loss_weight: float = 0.0
     model_save_path: str = "checkpoints"
     # How a run starts: "auto" resumes from the latest checkpoint in model_save_path
-    # if there is one; "none" starts fresh; any other value is a save_pretrained
-    # directory or hub id whose weights initialise the model.
+    # if there is one; "none" starts fresh; a path to a checkpoint-*.pt file resumes
+    # from it; any other value is a save_pretrained directory or hub id whose weights
+    # initialise the model (fresh optimiser, step 0).
     model_preloading_strategy: str = "auto"
     seed: int = 42
+    # Optimiser (AdamW) and schedule: linear warm-up, then cosine decay to
+    # min_lr_ratio * learning_rate at the last step.
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    warmup_steps: int = 1000
+    min_lr_ratio: float = 0.1
+    # learning_rate multiplier for a fine-tuned encoder's parameters.
+    encoder_lr_scale: float = 1.0
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    grad_accum_steps: int = 1  # micro-batches of batch_size per optimiser step
+    mixed_precision: str = "bf16"  # "bf16" | "fp16" (with GradScaler) | "no"; CUDA only
+    compile: bool = False  # torch.compile the model
+    device: str = "auto"  # "auto" (CUDA if available), "cuda" or "cpu"
+    find_unused_parameters: bool = False  # DDP option, for models with unused branches
+    # Supervision: a random patch_size^2 patch of each render_size view (0: the whole view).
+    patch_size: int = 64
+    lpips_pretrained_backbone: bool = True  # false: random LPIPS backbone (tests only)
+    # Checkpoints (model_save_path/checkpoint-<step>.pt), validation and logging.
+    checkpoint_every_steps: int = 1000  # 0: only at epoch ends and at the end
+    keep_last_checkpoints: int = 3
+    stop_at_step: int = 0  # > 0: checkpoint and stop here, schedule unchanged (time slices)
+    val_every_steps: int = 1000  # 0 disables validation
+    val_max_objects: int = 16
+    log_every_steps: int = 10
+    wandb: bool = False
+    wandb_project: str = "mira"
+    max_nonfinite_steps: int = 20  # stop after this many non-finite losses in a row
+    # > 0: train on this many analytic sphere scenes instead of data_dir (no dataset needed).
+    synthetic_objects: int = 0
 
 
 @dataclass

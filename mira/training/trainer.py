@@ -1,0 +1,603 @@
+"""The MIRA training loop: DDP, mixed precision, accumulation, checkpoints, validation, logging.
+
+One :class:`Trainer` runs in every process (one per GPU under ``torchrun``, or a single
+process). A *step* is one optimiser step = ``grad_accum_steps`` micro-batches of
+``batch_size`` objects per rank. Rank 0 logs and writes checkpoints; all ranks read them.
+
+Resuming continues the interrupted run exactly: the checkpoint stores the model, optimiser,
+scheduler, GradScaler, step/epoch/position in the epoch and every rank's RNG states, the
+sampler skips the micro-batches the interrupted run had consumed, and the data-loader's
+generator is re-seeded per epoch so it never draws from the global RNG streams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from mira.config import ConfigError, MiraConfig
+from mira.training import checkpoint as ckpt
+from mira.training.distributed import (DistributedContext, all_gather_objects, all_reduce_sum, barrier,
+                                       setup_distributed)
+from mira.training.logger import ExperimentLogger
+from mira.training.losses import ReconstructionLoss, build_lpips_for_training
+from mira.training.optim import build_optimizer, build_scheduler
+from mira.training.patches import sample_patches, to_patch_images
+from mira.training.sampler import ResumableDistributedSampler
+from mira.training.validation import run_validation
+
+LOGGER = logging.getLogger("mira.training")
+MIXED_PRECISION_MODES = ("bf16", "fp16", "no")
+FINAL_EXPORT_DIR = "final"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss (or the gradients) were not finite for ``max_nonfinite_steps`` steps in a row."""
+
+
+@dataclass
+class TrainState:
+    """Progress counters, saved in every checkpoint.
+
+    ``batches_in_epoch`` counts micro-batches this rank has consumed in ``epoch``.
+    """
+
+    step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    nonfinite_in_a_row: int = 0
+    nonfinite_total: int = 0
+
+
+@dataclass
+class StepResult:
+    """What one optimiser step produced, averaged over ranks and micro-batches."""
+
+    loss: float
+    mse: float
+    lpips: float
+    mask: float
+    grad_norm: float
+    finite: bool
+    stop_requested: bool
+    samples: int
+    rays: int
+
+
+@dataclass
+class FitResult:
+    """Summary of :meth:`Trainer.fit`."""
+
+    step: int
+    stopped_early: bool
+    last_checkpoint: Path | None
+    losses: list[float] = field(default_factory=list)
+
+
+def check_train_config(config: MiraConfig) -> None:
+    """Check training keys that :meth:`MiraConfig.validate` does not; raise :class:`ConfigError`."""
+    t = config.train
+
+    def fail(key: str, message: str) -> None:
+        raise ConfigError(f"training config: '{key}' {message}")
+
+    if t.mixed_precision not in MIXED_PRECISION_MODES:
+        fail("mixed_precision", f"must be one of {MIXED_PRECISION_MODES}, got '{t.mixed_precision}'")
+    for key in ("batch_size", "grad_accum_steps"):
+        if getattr(t, key) < 1:
+            fail(key, "must be at least 1")
+    for key in ("warmup_steps", "max_steps", "checkpoint_every_steps", "val_every_steps", "stop_at_step",
+                "synthetic_objects", "patch_size", "num_epochs"):
+        if getattr(t, key) < 0:
+            fail(key, "must be >= 0")
+    if t.log_every_steps < 1:
+        fail("log_every_steps", "must be at least 1")
+    if t.max_nonfinite_steps < 1:
+        fail("max_nonfinite_steps", "must be at least 1")
+    if not 0.0 <= t.min_lr_ratio <= 1.0:
+        fail("min_lr_ratio", "must be in [0, 1]")
+    if t.num_epochs == 0 and t.max_steps == 0:
+        fail("num_epochs", "and max_steps are both 0: nothing bounds the run")
+
+
+def build_model(config: MiraConfig) -> nn.Module:
+    """A fresh MIRA, or one initialised from a ``save_pretrained`` dir / hub id named by
+    ``model_preloading_strategy`` (any value other than auto / none / a ``.pt`` file)."""
+    from mira.models import MIRA
+
+    strategy = config.train.model_preloading_strategy
+    if strategy in ("auto", "none") or strategy.endswith(".pt"):
+        return MIRA(config)
+    LOGGER.info("initialising the model from %s", strategy)
+    pretrained = MIRA.from_pretrained(strategy, map_location="cpu")
+    if config.model.encoder_config is None:  # the pretrained directory carries the encoder architecture
+        config.model.encoder_config = pretrained.config.model.encoder_config
+    model = MIRA(config)
+    try:
+        model.load_state_dict(pretrained.state_dict())
+    except RuntimeError as error:
+        raise ConfigError(
+            f"model_preloading_strategy '{strategy}': its weights do not fit the model of this config "
+            f"({error}); use the architecture keys of {strategy}/config.json"
+        ) from error
+    return model
+
+
+def build_datasets(config: MiraConfig) -> tuple[Dataset, Dataset | None]:
+    """Train and validation datasets: analytic scenes if ``synthetic_objects > 0``, else ``data_dir``."""
+    t = config.train
+    if t.synthetic_objects > 0:
+        from mira.training.synthetic_scenes import SyntheticSceneDataset
+
+        train = SyntheticSceneDataset(config, "train", seed=t.seed)
+        val = SyntheticSceneDataset(config, "val", seed=t.seed, num_objects=max(1, t.val_max_objects))
+        return train, val
+    from mira.data import MultiViewDataset
+
+    train = MultiViewDataset(config, split="train", seed=t.seed)
+    try:
+        val = MultiViewDataset(config, split="val", seed=t.seed)
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        LOGGER.warning("no validation split in %s (%s): validation disabled", config.data.data_dir, error)
+        val = None
+    if val is not None and len(val) == 0:
+        LOGGER.warning("the validation split of %s is empty: validation disabled", config.data.data_dir)
+        val = None
+    return train, val
+
+
+class Trainer:
+    """Trains a MIRA model on one rank of a (possibly single-process) job.
+
+    Args:
+        config: the whole configuration; ``config.train`` drives this class.
+        context: this process's place in the job; default from torchrun's environment.
+        model: a model to train instead of ``build_model(config)`` (tests, notebooks).
+        train_dataset / val_dataset: datasets instead of :func:`build_datasets`.
+    """
+
+    def __init__(self, config: MiraConfig, context: DistributedContext | None = None,
+                 model: nn.Module | None = None, train_dataset: Dataset | None = None,
+                 val_dataset: Dataset | None = None) -> None:
+        check_train_config(config)
+        self.config = config
+        self.train_cfg = config.train
+        self.context = context or setup_distributed(config.train.device)
+        self.device = self.context.device
+        self.save_dir = Path(config.train.model_save_path)
+        self.state = TrainState()
+        self._stop_requested = False
+
+        resume_from = self._find_resume_checkpoint()
+        ckpt.seed_everything(self.train_cfg.seed)  # identical initial weights on every rank
+        self.model = (model if model is not None else build_model(config)).to(self.device)
+        self.model.train()
+        self.optimizer = build_optimizer(self.model, self.train_cfg)
+        self.amp_dtype = self._resolve_amp_dtype()
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+
+        if train_dataset is None:
+            train_dataset, built_val = build_datasets(config)
+            val_dataset = built_val if val_dataset is None else val_dataset
+        self.train_dataset = train_dataset
+        self.train_sampler = ResumableDistributedSampler(
+            train_dataset, num_replicas=self.context.world_size, rank=self.context.rank,
+            shuffle=True, seed=self.train_cfg.seed, drop_last=True)
+        self.loader_generator = torch.Generator()
+        self.train_loader = self._make_loader(train_dataset, self.train_sampler, drop_last=True)
+        self.steps_per_epoch = self.train_sampler.num_samples // (self.train_cfg.batch_size * self.train_cfg.grad_accum_steps)
+        if self.steps_per_epoch == 0:
+            raise ConfigError(
+                f"the training set has {len(train_dataset)} objects, fewer than one step needs "
+                f"(batch_size {self.train_cfg.batch_size} x grad_accum_steps {self.train_cfg.grad_accum_steps} "
+                f"x {self.context.world_size} processes); lower batch_size or add data"
+            )
+        self.total_steps = self._compute_total_steps()
+        self.scheduler = build_scheduler(self.optimizer, self.train_cfg, self.total_steps)
+        self.val_loader = self._make_val_loader(val_dataset)
+
+        need_lpips = self.train_cfg.lpips_weight > 0 or self.val_loader is not None
+        self.lpips = build_lpips_for_training(self.train_cfg, self.device) if need_lpips else None
+        self.loss_fn = ReconstructionLoss(self.train_cfg.lpips_weight, self.train_cfg.mask_loss_weight,
+                                          self.lpips if self.train_cfg.lpips_weight > 0 else None)
+
+        ckpt.seed_everything(self.train_cfg.seed + 1_000_003 * (self.context.rank + 1))  # per-rank streams
+        if resume_from is not None:
+            self._resume(resume_from)
+        self.train_model = self._wrap_model()
+        self.logger = ExperimentLogger(self.save_dir / "logs", enabled=self.context.is_main,
+                                       use_wandb=self.train_cfg.wandb, wandb_project=self.train_cfg.wandb_project,
+                                       run_config=config.to_flat_dict())
+        if self.context.is_main:
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+            config.save_json(self.save_dir / "config.json")
+            LOGGER.info("training %.2fM parameters (%.2fM trainable) for %d steps (%d per epoch), %d process(es) on %s",
+                        sum(p.numel() for p in self.model.parameters()) / 1e6,
+                        sum(p.numel() for p in self.model.parameters() if p.requires_grad) / 1e6,
+                        self.total_steps, self.steps_per_epoch, self.context.world_size, self.device)
+
+    # ------------------------------------------------------------------ construction helpers
+    def _resolve_amp_dtype(self) -> torch.dtype | None:
+        mode = self.train_cfg.mixed_precision
+        if mode == "no":
+            return None
+        if self.device.type != "cuda":
+            LOGGER.info("mixed_precision '%s' applies to CUDA only; training in float32 on %s", mode, self.device)
+            return None
+        return torch.bfloat16 if mode == "bf16" else torch.float16
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The mixed-precision context of forward passes (a no-op in float32)."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _make_loader(self, dataset: Dataset, sampler: DistributedSampler, drop_last: bool,
+                     batch_size: int | None = None) -> DataLoader:
+        workers = self.config.data.num_workers
+        return DataLoader(dataset, batch_size=batch_size or self.train_cfg.batch_size, sampler=sampler,
+                          num_workers=workers, pin_memory=self.device.type == "cuda", drop_last=drop_last,
+                          generator=self.loader_generator, persistent_workers=False,
+                          prefetch_factor=4 if workers > 0 else None)
+
+    def _make_val_loader(self, dataset: Dataset | None) -> DataLoader | None:
+        if dataset is None or self.train_cfg.val_every_steps == 0:
+            return None
+        if len(dataset) > self.train_cfg.val_max_objects > 0:
+            dataset = Subset(dataset, range(self.train_cfg.val_max_objects))
+        sampler = DistributedSampler(dataset, num_replicas=self.context.world_size, rank=self.context.rank,
+                                     shuffle=False, drop_last=False)
+        return self._make_loader(dataset, sampler, drop_last=False, batch_size=1)
+
+    def _compute_total_steps(self) -> int:
+        by_epochs = self.train_cfg.num_epochs * self.steps_per_epoch
+        if self.train_cfg.max_steps > 0:
+            return min(self.train_cfg.max_steps, by_epochs) if by_epochs > 0 else self.train_cfg.max_steps
+        return by_epochs
+
+    def _wrap_model(self) -> nn.Module:
+        model: nn.Module = self.model
+        if self.context.distributed:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=device_ids,
+                                            find_unused_parameters=self.train_cfg.find_unused_parameters)
+        if self.train_cfg.compile:
+            model.compile()
+        return model
+
+    # ------------------------------------------------------------------ checkpoints
+    def _find_resume_checkpoint(self) -> Path | None:
+        strategy = self.train_cfg.model_preloading_strategy
+        if strategy.endswith(".pt"):
+            path = Path(strategy)
+            if not path.is_file():
+                raise ConfigError(f"model_preloading_strategy: checkpoint {path} does not exist")
+            return path
+        latest = ckpt.latest_checkpoint(self.save_dir)
+        if strategy == "none":
+            if latest is not None:
+                raise ConfigError(
+                    f"model_save_path {self.save_dir} already holds checkpoints ({latest.name}) and "
+                    "model_preloading_strategy is 'none'; choose a new model_save_path, or use 'auto' to resume"
+                )
+            return None
+        if latest is not None and strategy != "auto":
+            LOGGER.info("%s holds checkpoints of this run: resuming from %s instead of initialising from %s",
+                        self.save_dir, latest.name, strategy)
+        return latest
+
+    def _resume(self, path: Path) -> None:
+        state = ckpt.load_checkpoint(path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        # The schedule's shape follows this run's config (e.g. a raised max_steps).
+        schedule = self.scheduler.lr_lambdas[0]
+        schedule.total_steps = self.total_steps
+        schedule.warmup_steps, schedule.min_ratio = self.train_cfg.warmup_steps, self.train_cfg.min_lr_ratio
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.state = TrainState(step=state["step"], epoch=state["epoch"], batches_in_epoch=state["batches_in_epoch"],
+                                nonfinite_in_a_row=state.get("nonfinite_in_a_row", 0),
+                                nonfinite_total=state.get("nonfinite_total", 0))
+        saved_world = state["world_size"]
+        if saved_world == self.context.world_size:
+            ckpt.restore_rng_state(state["rng"][self.context.rank])
+        else:
+            LOGGER.warning("%s was written by %d processes, this run has %d: the data order and random "
+                           "streams will differ from an uninterrupted run", path, saved_world, self.context.world_size)
+            consumed = state["batches_in_epoch"] * saved_world
+            self.state.batches_in_epoch = consumed // self.context.world_size
+        if self.state.batches_in_epoch >= self.steps_per_epoch * self.train_cfg.grad_accum_steps:
+            self.state.epoch += 1
+            self.state.batches_in_epoch = 0
+        if self.context.is_main:
+            LOGGER.info("resumed from %s at step %d (epoch %d, micro-batch %d)", path, self.state.step,
+                        self.state.epoch, self.state.batches_in_epoch)
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoint-<step>.pt`` (rank 0, atomically) and prune old ones. Collective: call on every rank."""
+        rng_states = all_gather_objects(ckpt.capture_rng_state(), self.context)
+        path = ckpt.checkpoint_path(self.save_dir, self.state.step)
+        if self.context.is_main:
+            state = {
+                "format": ckpt.CHECKPOINT_FORMAT,
+                "step": self.state.step,
+                "epoch": self.state.epoch,
+                "batches_in_epoch": self.state.batches_in_epoch,
+                "nonfinite_in_a_row": self.state.nonfinite_in_a_row,
+                "nonfinite_total": self.state.nonfinite_total,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+                "rng": rng_states,
+                "world_size": self.context.world_size,
+                "config": self.config.to_dict(),
+            }
+            ckpt.atomic_torch_save(state, path)
+            ckpt.prune_checkpoints(self.save_dir, self.train_cfg.keep_last_checkpoints)
+            LOGGER.info("saved %s", path)
+        barrier(self.context)
+        return path
+
+    def export_final(self) -> Path:
+        """``save_pretrained`` the trained weights to ``<model_save_path>/final`` (rank 0) for test.py."""
+        target = self.save_dir / FINAL_EXPORT_DIR
+        if self.context.is_main:
+            self.model.save_pretrained(target)
+            LOGGER.info("exported the final model to %s", target)
+        barrier(self.context)
+        return target
+
+    # ------------------------------------------------------------------ one step
+    def compute_loss(self, batch: dict[str, Any]) -> tuple[dict[str, Tensor], int]:
+        """Render a random patch of every supervision view and compare it with the target.
+
+        Args:
+            batch: dataset items stacked over B (see :class:`mira.data.MultiViewDataset`).
+        Returns:
+            the loss terms of :class:`ReconstructionLoss` and the number of rays rendered.
+        """
+        device = self.device
+        targets = batch["target_images"].to(device, non_blocking=True)  # (B, V, 3, H, W)
+        batch_size, views, _, height, width = targets.shape
+        render_size = self.config.data.render_size
+        if height != render_size or width != render_size:
+            raise ValueError(f"target views are {height}x{width}, render_size is {render_size}")
+        patches = sample_patches(batch_size, views, render_size, self.train_cfg.patch_size, device)
+        with self.autocast():
+            output = self.train_model(
+                batch["source_image"].to(device, non_blocking=True), batch["source_c2w"].to(device),
+                batch["source_intrinsics"].to(device), batch["target_c2w"].to(device),
+                batch["target_intrinsics"].to(device), render_size, uv=patches.pixel_uv())
+        rgb = to_patch_images(output["rgb"], patches.size).flatten(0, 1)
+        opacity = to_patch_images(output["opacity"], patches.size).flatten(0, 1)
+        target_rgb = patches.gather(targets).flatten(0, 1)
+        target_mask = None
+        if self.train_cfg.mask_loss_weight > 0:
+            target_mask = patches.gather(batch["target_masks"].to(device)).flatten(0, 1)
+        terms = self.loss_fn(rgb, target_rgb, opacity, target_mask)
+        return terms, rgb.shape[0] * patches.size**2
+
+    def train_step(self, micro_batches: list[dict[str, Any]]) -> StepResult:
+        """Forward/backward over ``grad_accum_steps`` micro-batches, then one optimiser step.
+
+        Gradients are all-reduced only on the last micro-batch (``no_sync`` before). A
+        non-finite loss or gradient norm (on any rank) skips the update on every rank.
+        """
+        accum = len(micro_batches)
+        sums = torch.zeros(6, dtype=torch.float64, device=self.device)  # loss, mse, lpips, mask, rays, stop
+        for index, batch in enumerate(micro_batches):
+            last = index == accum - 1
+            sync = contextlib.nullcontext() if last or not self.context.distributed else self.train_model.no_sync()
+            with sync:
+                terms, rays = self.compute_loss(batch)
+                self.scaler.scale(terms["loss"] / accum).backward()
+            sums[:4] += torch.stack([terms[k].detach().double() for k in ("loss", "mse", "lpips", "mask")]) / accum
+            sums[4] += rays
+        sums[5] = float(self._stop_requested)
+        all_reduce_sum(sums, self.context)
+        world = self.context.world_size
+        loss, mse, lpips, mask = (float(v) / world for v in sums[:4].tolist())
+        rays, stop_votes = float(sums[4]), float(sums[5])
+
+        self.scaler.unscale_(self.optimizer)
+        max_norm = self.train_cfg.grad_clip if self.train_cfg.grad_clip > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self._trainable_parameters(), max_norm))
+        # fp16: inf gradients are expected while the GradScaler calibrates; it skips those itself.
+        finite = math.isfinite(loss) and (self.scaler.is_enabled() or math.isfinite(grad_norm))
+        if finite:
+            self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        samples = accum * self.train_cfg.batch_size * world
+        return StepResult(loss=loss, mse=mse, lpips=lpips, mask=mask, grad_norm=grad_norm, finite=finite,
+                          stop_requested=stop_votes > 0, samples=samples, rays=int(rays))
+
+    def _trainable_parameters(self) -> list[nn.Parameter]:
+        if not hasattr(self, "_trainable"):
+            self._trainable = [p for p in self.model.parameters() if p.requires_grad]
+        return self._trainable
+
+    # ------------------------------------------------------------------ the loop
+    def _epoch_micro_batches(self) -> Iterator[dict[str, Any]]:
+        """This rank's remaining micro-batches of the current epoch (skipping consumed ones)."""
+        epoch = self.state.epoch
+        self.train_sampler.set_epoch(epoch)
+        if hasattr(self.train_dataset, "set_epoch"):
+            self.train_dataset.set_epoch(epoch)
+        self.train_sampler.set_start_index(self.state.batches_in_epoch * self.train_cfg.batch_size)
+        self.loader_generator.manual_seed(self.train_cfg.seed * 7_919 + epoch)
+        remaining = self.steps_per_epoch * self.train_cfg.grad_accum_steps - self.state.batches_in_epoch
+        for index, batch in enumerate(self.train_loader):
+            if index >= remaining:
+                break
+            yield batch
+
+    def fit(self) -> FitResult:
+        """Train until ``total_steps`` (or ``stop_at_step``, a signal, or a non-finite streak)."""
+        result = FitResult(step=self.state.step, stopped_early=False, last_checkpoint=None)
+        progress = self._progress_bar()
+        accum = self.train_cfg.grad_accum_steps
+        last_saved_step = self.state.step if self.state.step > 0 else -1
+        window_start, window_samples, window_rays = time.perf_counter(), 0, 0
+        try:
+            with self._signal_handlers():
+                while self.state.step < self.total_steps and not result.stopped_early:
+                    pending: list[dict[str, Any]] = []
+                    for batch in self._epoch_micro_batches():
+                        pending.append(batch)
+                        self.state.batches_in_epoch += 1
+                        if len(pending) < accum:
+                            continue
+                        step_result = self.train_step(pending)
+                        pending = []
+                        self.state.step += 1
+                        window_samples += step_result.samples
+                        window_rays += step_result.rays
+                        self._track_nonfinite(step_result)
+                        result.losses.append(step_result.loss)
+                        if progress is not None:
+                            progress.update(1)
+                            progress.set_postfix(loss=f"{step_result.loss:.4f}")
+                        if self.state.step % self.train_cfg.log_every_steps == 0:
+                            elapsed = time.perf_counter() - window_start
+                            self._log_step(step_result, window_samples / elapsed, window_rays / elapsed)
+                            window_start, window_samples, window_rays = time.perf_counter(), 0, 0
+                        if self._due(self.train_cfg.val_every_steps):
+                            self.validate()
+                        stop = self._should_stop(step_result)
+                        if stop or self._due(self.train_cfg.checkpoint_every_steps):
+                            result.last_checkpoint = self.save_checkpoint()
+                            last_saved_step = self.state.step
+                        if stop:
+                            result.stopped_early = True
+                            break
+                        if self.state.step >= self.total_steps:
+                            break
+                    else:
+                        self._end_epoch()
+                        if self._epoch_checkpoint_due() and last_saved_step != self.state.step:
+                            result.last_checkpoint = self.save_checkpoint()
+                            last_saved_step = self.state.step
+                if not result.stopped_early:
+                    if last_saved_step != self.state.step:
+                        result.last_checkpoint = self.save_checkpoint()
+                    if self.val_loader is not None and not self._due(self.train_cfg.val_every_steps):
+                        self.validate()
+                    self.export_final()
+        finally:
+            if progress is not None:
+                progress.close()
+            self.logger.close()
+        result.step = self.state.step
+        return result
+
+    def _end_epoch(self) -> None:
+        self.state.epoch += 1
+        self.state.batches_in_epoch = 0
+
+    def _epoch_checkpoint_due(self) -> bool:
+        every = self.train_cfg.save_every_epoch
+        return every > 0 and self.state.epoch % every == 0
+
+    def _due(self, every: int) -> bool:
+        return every > 0 and self.state.step % every == 0
+
+    def _should_stop(self, step_result: StepResult) -> bool:
+        if step_result.stop_requested:
+            LOGGER.warning("stop requested by a signal: saving a checkpoint at step %d and exiting", self.state.step)
+            return True
+        if self.train_cfg.stop_at_step > 0 and self.state.step >= self.train_cfg.stop_at_step:
+            LOGGER.info("reached stop_at_step=%d: saving a checkpoint and exiting", self.train_cfg.stop_at_step)
+            return True
+        return False
+
+    def _track_nonfinite(self, step_result: StepResult) -> None:
+        if step_result.finite:
+            self.state.nonfinite_in_a_row = 0
+            return
+        self.state.nonfinite_in_a_row += 1
+        self.state.nonfinite_total += 1
+        if self.context.is_main:
+            LOGGER.warning("step %d: non-finite loss %s / grad norm %s: update skipped (%d in a row, %d in total)",
+                           self.state.step, step_result.loss, step_result.grad_norm,
+                           self.state.nonfinite_in_a_row, self.state.nonfinite_total)
+            self.logger.log_scalars(self.state.step, {"nonfinite_steps": float(self.state.nonfinite_total)})
+        if self.state.nonfinite_in_a_row >= self.train_cfg.max_nonfinite_steps:
+            raise NonFiniteLossError(
+                f"the loss or gradients were non-finite for {self.state.nonfinite_in_a_row} steps in a row "
+                f"(up to step {self.state.step}); training stopped. Lower learning_rate, check the data "
+                f"(corrupt images?), use mixed_precision bf16 or no instead of fp16, or raise max_nonfinite_steps. "
+                f"The last good checkpoint is in {self.save_dir}"
+            )
+
+    def _log_step(self, step_result: StepResult, samples_per_s: float, rays_per_s: float) -> None:
+        values = {"loss": step_result.loss, "mse": step_result.mse, "lpips": step_result.lpips,
+                  "mask": step_result.mask, "grad_norm": step_result.grad_norm,
+                  "lr": self.optimizer.param_groups[0]["lr"], "samples_per_s": samples_per_s,
+                  "rays_per_s": rays_per_s, "epoch": float(self.state.epoch)}
+        if self.device.type == "cuda":
+            values["max_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        self.logger.log_scalars(self.state.step, values)
+
+    def validate(self) -> dict[str, float]:
+        """Score held-out objects (all ranks) and log metrics + a preview image (rank 0)."""
+        if self.val_loader is None:
+            return {}
+        metrics, preview = run_validation(self.model, self.val_loader, self.lpips, self.context, self.autocast,
+                                          self.config.data.render_size)
+        if self.context.is_main:
+            LOGGER.info("step %d validation: %s", self.state.step,
+                        ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            self.logger.log_scalars(self.state.step, metrics, prefix="val")
+            if preview is not None:
+                self.logger.log_images(self.state.step, "val/targets_over_renders", preview)
+            self.logger.flush()
+        return metrics
+
+    def _progress_bar(self):
+        if not self.context.is_main:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.total_steps, initial=self.state.step, desc="train", unit="step", dynamic_ncols=True)
+
+    @contextlib.contextmanager
+    def _signal_handlers(self) -> Iterator[None]:
+        """SIGTERM/SIGINT ask for a checkpoint and a clean exit after the current step (a second SIGINT aborts)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum: int, frame: Any) -> None:
+            if self._stop_requested and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            LOGGER.warning("received %s: will save a checkpoint after this step", signal.Signals(signum).name)
+
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def train(config: MiraConfig, context: DistributedContext | None = None) -> FitResult:
+    """Build a :class:`Trainer` for ``config`` and run it."""
+    return Trainer(config, context=context).fit()
