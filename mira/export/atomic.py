@@ -1,0 +1,60 @@
+"""Atomic file writes: a finished file appears at its path, or nothing does.
+
+Every exporter writes to a temporary file in the destination directory (same suffix, so
+libraries that pick the format from the name still work) and renames it into place with
+:func:`os.replace` only after the write succeeded. A crash or an exception mid-write leaves
+no half-written file where a valid output would be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Finished files get the usual permissions (0o666 minus the umask), not mkstemp's private 0o600.
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; move it to ``path`` when the block succeeds.
+
+    The temporary file keeps ``path``'s suffix (``.mp4``, ``.glb`` ...). On an exception it is
+    deleted and ``path`` is left untouched (an older file there survives).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(handle)
+    temp_path = Path(temp_name)
+    try:
+        yield temp_path
+        if not temp_path.is_file() or temp_path.stat().st_size == 0:
+            raise OSError(f"writing {path} produced no data")
+        os.chmod(temp_path, _FILE_MODE)
+        os.replace(temp_path, path)
+    finally:
+        temp_path.unlink(missing_ok=True)
+
+
+def write_json_atomic(data: Any, path: str | Path) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically."""
+    with atomic_output(path) as temp_path:
+        temp_path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def save_image_atomic(image: Any, path: str | Path) -> None:
+    """Save a PIL image atomically; the format comes from ``path``'s suffix."""
+    with atomic_output(path) as temp_path:
+        image.save(temp_path)

@@ -1,0 +1,122 @@
+"""Command line of ``test.py``: parse the flags, run :class:`~mira.inference.pipeline.InferencePipeline`.
+
+Exit codes: 0 when every input worked, 1 when any input or the setup failed (each problem is
+printed as one ``error:`` line), 2 for invalid flags (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from mira.config import ConfigError
+from mira.export.mesh import DEFAULT_DENSITY_THRESHOLD, MeshExtractionError
+from mira.inference.errors import InferenceError
+from mira.inference.pipeline import InferencePipeline, InferenceSettings
+from mira.inference.preprocess import DEFAULT_FOREGROUND_RATIO, DEFAULT_REMBG_MODEL
+from mira.inference.text_to_image import (
+    DEFAULT_GUIDANCE_SCALE,
+    DEFAULT_TEXT_IMAGE_SIZE,
+    DEFAULT_TEXT_MODEL,
+    DEFAULT_TEXT_STEPS,
+)
+
+log = logging.getLogger("mira.inference")
+
+EXAMPLE = """examples:
+  python test.py --checkpoint_path checkpoints/mira-base --mode image --input chair.png \\
+      --output_path outputs --export_video --export_mesh
+  python test.py --checkpoint_path checkpoints/mira-base/checkpoint-50000.pt --config_path configs/mira-base.json \\
+      --input photos/ --export_mesh --mesh_format glb --mesh_resolution 384
+  python test.py --checkpoint_path user/mira-base --mode text --input "a red wooden chair" --export_video
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``test.py`` argument parser (flag names match ``InferenceSettings`` fields)."""
+    d = InferenceSettings
+    p = argparse.ArgumentParser(
+        prog="test.py",
+        description="MIRA inference: images or text prompts -> coloured mesh and 360-degree video.",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    io = p.add_argument_group("model and inputs")
+    io.add_argument("--checkpoint_path", required=True,
+                    help="save_pretrained directory, training checkpoint (.pt) or folder of them, .safetensors, or hub id")
+    io.add_argument("--config_path", default=None,
+                    help="JSON config; optional when the checkpoint carries its config (must then match its architecture)")
+    io.add_argument("--mode", choices=("image", "text"), default=d.mode, help="inputs are image files/folders or prompts")
+    io.add_argument("--input", dest="inputs", nargs="+", required=True, metavar="X",
+                    help="image files and/or folders of images (image mode), or prompts (text mode)")
+    io.add_argument("--output_path", default=d.output_path, help="results go to OUTPUT_PATH/<input name>/")
+    io.add_argument("--device", default=d.device, help="auto (CUDA if available), cuda, cuda:1, cpu")
+    io.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=d.precision,
+                    help="autocast dtype of the model on CUDA (CPU always runs fp32)")
+    io.add_argument("--seed", type=int, default=d.seed)
+
+    pre = p.add_argument_group("image preprocessing")
+    pre.add_argument("--no_rembg", action="store_true",
+                     help="no background removal: images without alpha are used whole (padded to a square)")
+    pre.add_argument("--rembg_model", default=DEFAULT_REMBG_MODEL,
+                     help="rembg model name (u2net, isnet-general-use, birefnet-general ...) or a U2-Net style .onnx file")
+    pre.add_argument("--foreground_ratio", type=float, default=DEFAULT_FOREGROUND_RATIO,
+                     help="object size / image size after centring, in (0, 1]")
+
+    text = p.add_argument_group("text mode")
+    text.add_argument("--text_model", default=DEFAULT_TEXT_MODEL,
+                      help="diffusers text-to-image hub id or local pipeline directory (default: 1-4 step SDXL-Turbo)")
+    text.add_argument("--text_steps", type=int, default=DEFAULT_TEXT_STEPS, help="denoising steps")
+    text.add_argument("--text_guidance_scale", type=float, default=DEFAULT_GUIDANCE_SCALE,
+                      help="classifier-free guidance (0 for Turbo models; ~5-7.5 for regular ones)")
+    text.add_argument("--text_image_size", type=int, default=DEFAULT_TEXT_IMAGE_SIZE, help="generated image side, pixels")
+
+    mesh = p.add_argument_group("mesh")
+    mesh.add_argument("--export_mesh", action="store_true", help="write mesh.<format>")
+    mesh.add_argument("--mesh_resolution", type=int, default=d.mesh_resolution, help="marching-cubes grid points per axis")
+    mesh.add_argument("--mesh_format", choices=("ply", "obj", "glb"), default=d.mesh_format,
+                      help="ply/obj keep MIRA's +Z-up world; glb is turned to glTF's +Y up")
+    mesh.add_argument("--density_threshold", type=float, default=DEFAULT_DENSITY_THRESHOLD, help="iso-level of the surface")
+    mesh.add_argument("--largest_component", action="store_true", help="keep only the largest connected part")
+    mesh.add_argument("--mesh_target_faces", type=int, default=None,
+                      help="simplify to about this many faces (needs the fast_simplification package)")
+
+    video = p.add_argument_group("video")
+    video.add_argument("--export_video", action="store_true", help="write video.<format>, a 360-degree orbit")
+    video.add_argument("--video_format", choices=("mp4", "gif"), default=d.video_format)
+    video.add_argument("--num_frames", type=int, default=d.num_frames)
+    video.add_argument("--render_size", type=int, default=d.render_size, help="frame side, pixels (even for mp4)")
+    video.add_argument("--elevation", type=float, default=d.elevation, help="orbit elevation, degrees above the XY plane")
+    video.add_argument("--distance", type=float, default=None,
+                       help="orbit radius, world units (default: the config's source_camera_distance)")
+    video.add_argument("--fps", type=float, default=d.fps)
+    p.add_argument("--no_progress", dest="progress", action="store_false", help="hide progress bars")
+    p.add_argument("--save_triplanes", action="store_true", help="also write triplanes.safetensors (1, 3, C, R, R)")
+    return p
+
+
+def parse_settings(argv: Sequence[str] | None = None) -> InferenceSettings:
+    """Command-line flags -> :class:`InferenceSettings`."""
+    return InferenceSettings(**vars(build_parser().parse_args(argv)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run inference; returns the process exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = parse_settings(argv)
+    try:
+        pipeline = InferencePipeline(settings)
+        summary = pipeline.run()
+    except (InferenceError, ConfigError, MeshExtractionError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for source, message in summary.failed:
+        print(f"error: {message}" if source in message else f"error: {source}: {message}", file=sys.stderr)
+    for directory in summary.succeeded:
+        print(f"wrote {directory}")
+    if summary.failed:
+        print(f"{len(summary.failed)} of {len(summary.failed) + len(summary.succeeded)} inputs failed", file=sys.stderr)
+        return 1
+    return 0

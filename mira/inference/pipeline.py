@@ -1,0 +1,401 @@
+"""Inference: images or prompts -> triplanes -> coloured mesh and turntable video, per input.
+
+:class:`InferencePipeline` loads the model once (and rembg / the text-to-image pipeline only
+when an input needs them), then for every input writes, into ``<output_path>/<name>/``:
+
+* ``input.png``: the preprocessed model input (and ``generated.png`` in text mode);
+* ``mesh.<ply|obj|glb>`` with ``--export_mesh``; ``video.<mp4|gif>`` with ``--export_video``;
+  ``triplanes.safetensors`` with ``--save_triplanes``;
+* ``result.json``: the settings, what was written, and the seconds spent in each stage.
+
+Every file is written atomically. A bad input is reported with one clear message; in a batch
+the other inputs still run, and the run fails (exit code 1) at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+import mira
+from mira.export.atomic import atomic_output, save_image_atomic, write_json_atomic
+from mira.export.mesh import DEFAULT_DENSITY_THRESHOLD, MeshExtractionError, extract_mesh, save_mesh
+from mira.export.video import render_orbit_frames, write_video
+from mira.inference.checkpoint import load_model
+from mira.inference.errors import InferenceError, InputError
+from mira.inference.preprocess import (
+    DEFAULT_FOREGROUND_RATIO,
+    DEFAULT_REMBG_MODEL,
+    BackgroundRemover,
+    PreprocessedImage,
+    image_to_float_rgba,
+    list_image_files,
+    load_image,
+    preprocess_arrays,
+    source_camera,
+)
+from mira.inference.text_to_image import (
+    DEFAULT_GUIDANCE_SCALE,
+    DEFAULT_TEXT_IMAGE_SIZE,
+    DEFAULT_TEXT_MODEL,
+    DEFAULT_TEXT_STEPS,
+    TextToImage,
+    build_prompt,
+)
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class InferenceSettings:
+    """Every option of an inference run (the command-line flags of ``test.py``)."""
+
+    checkpoint_path: str
+    inputs: list[str]
+    output_path: str = "outputs"
+    config_path: str | None = None
+    mode: str = "image"  # "image" (files / folders) or "text" (prompts)
+    export_mesh: bool = False
+    export_video: bool = False
+    save_triplanes: bool = False
+    mesh_resolution: int = 256
+    mesh_format: str = "ply"
+    density_threshold: float = DEFAULT_DENSITY_THRESHOLD
+    largest_component: bool = False
+    mesh_target_faces: int | None = None
+    video_format: str = "mp4"
+    num_frames: int = 120
+    render_size: int = 256
+    elevation: float = 20.0
+    distance: float | None = None  # None: the source camera distance of the config
+    fps: float = 30.0
+    device: str = "auto"
+    precision: str = "fp32"
+    seed: int = 42
+    no_rembg: bool = False
+    foreground_ratio: float = DEFAULT_FOREGROUND_RATIO
+    rembg_model: str = DEFAULT_REMBG_MODEL
+    text_model: str = DEFAULT_TEXT_MODEL
+    text_steps: int = DEFAULT_TEXT_STEPS
+    text_guidance_scale: float = DEFAULT_GUIDANCE_SCALE
+    text_image_size: int = DEFAULT_TEXT_IMAGE_SIZE
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Check values that would only fail late (after loading the model); raise :class:`InferenceError`."""
+        checks = [
+            (self.mode in ("image", "text"), f"--mode must be image or text, got {self.mode!r}"),
+            (len(self.inputs) > 0, "no --input given"),
+            (self.mesh_resolution >= 8, f"--mesh_resolution must be at least 8, got {self.mesh_resolution}"),
+            (self.mesh_format in ("ply", "obj", "glb"), f"--mesh_format must be ply, obj or glb, got {self.mesh_format!r}"),
+            (self.video_format in ("mp4", "gif"), f"--video_format must be mp4 or gif, got {self.video_format!r}"),
+            (self.num_frames >= 1, f"--num_frames must be at least 1, got {self.num_frames}"),
+            (self.render_size >= 8, f"--render_size must be at least 8, got {self.render_size}"),
+            (self.video_format != "mp4" or self.render_size % 2 == 0,
+             f"--render_size must be even for mp4 video (yuv420p), got {self.render_size}"),
+            (self.fps > 0, f"--fps must be positive, got {self.fps}"),
+            (self.density_threshold > 0, f"--density_threshold must be positive, got {self.density_threshold}"),
+            (0 < self.foreground_ratio <= 1, f"--foreground_ratio must be in (0, 1], got {self.foreground_ratio}"),
+            (self.distance is None or self.distance > 0, f"--distance must be positive, got {self.distance}"),
+            (self.precision in PRECISIONS, f"--precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}"),
+            (self.mesh_target_faces is None or self.mesh_target_faces >= 4,
+             f"--mesh_target_faces must be at least 4, got {self.mesh_target_faces}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InferenceError(message)
+
+
+@dataclass
+class WorkItem:
+    """One input: an image path or a prompt, and the name of its output folder."""
+
+    source: str
+    name: str
+    error: str | None = None  # set when the input is already known to be bad
+
+
+@dataclass
+class RunSummary:
+    """What a run did: output folders of the inputs that worked, messages of those that failed."""
+
+    succeeded: list[Path] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+class StageTimer:
+    """Seconds per named stage (CUDA synchronised, so GPU work is counted where it happens)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self._sync()
+        start = time.perf_counter()
+        yield
+        self._sync()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 4)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; a clear error for an unavailable CUDA."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InferenceError(f"--device {requested}: CUDA is not available on this machine; use --device cpu")
+    return device
+
+
+def slugify(text: str, max_length: int = 60) -> str:
+    """A file-system-safe folder name from a file stem or prompt."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip()).strip("._")
+    return slug[:max_length] or "item"
+
+
+def collect_work_items(settings: InferenceSettings) -> list[WorkItem]:
+    """Expand folders into their images, check cheap problems early, give unique output names."""
+    items: list[WorkItem] = []
+    for source in settings.inputs:
+        if settings.mode == "text":
+            try:
+                build_prompt(source)
+                items.append(WorkItem(source, slugify(source)))
+            except InputError as error:
+                items.append(WorkItem(source, "", error=str(error)))
+            continue
+        path = Path(source)
+        if path.is_dir():
+            files = list_image_files(path)
+            if not files:
+                items.append(WorkItem(source, "", error=f"{path}: the folder holds no image files"))
+            items.extend(WorkItem(str(file), slugify(file.stem)) for file in files)
+        elif not path.exists():
+            items.append(WorkItem(source, "", error=f"{path}: input file not found; check the path passed to --input"))
+        else:
+            items.append(WorkItem(source, slugify(path.stem)))
+    used: dict[str, int] = {}
+    for item in items:
+        if item.error is None:
+            count = used.get(item.name, 0)
+            used[item.name] = count + 1
+            if count:
+                item.name = f"{item.name}_{count}"
+    return items
+
+
+class InferencePipeline:
+    """Loads the model once and turns inputs into meshes, videos and ``result.json`` files.
+
+    Args:
+        settings: the run's options (validated here).
+    Raises:
+        InferenceError (and subclasses), mira.config.ConfigError: bad settings or checkpoint.
+    """
+
+    def __init__(self, settings: InferenceSettings) -> None:
+        settings.validate()
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.load_seconds = 0.0
+        self.model = None
+        self._remover: BackgroundRemover | None = None
+        self._text_to_image: TextToImage | None = None
+
+    # ------------------------------------------------------------------ lazy parts
+    def load(self) -> None:
+        """Load the MIRA model (once)."""
+        if self.model is None:
+            timer = StageTimer(self.device)
+            with timer.stage("load_model"):
+                self.model = load_model(self.settings.checkpoint_path, self.settings.config_path, self.device)
+            self.load_seconds = timer.seconds["load_model"]
+            log.info("loaded %s on %s in %.1f s", self.settings.checkpoint_path, self.device, self.load_seconds)
+
+    @property
+    def config(self) -> mira.MiraConfig:
+        return self.model.config
+
+    def remover(self) -> BackgroundRemover:
+        """The rembg session (created on first use)."""
+        if self._remover is None:
+            self._remover = BackgroundRemover(self.settings.rembg_model)
+        return self._remover
+
+    def text_to_image(self) -> TextToImage:
+        """The diffusers pipeline (created on first use)."""
+        if self._text_to_image is None:
+            self._text_to_image = TextToImage(self.settings.text_model, self.device)
+        return self._text_to_image
+
+    # ------------------------------------------------------------------ running
+    def run(self) -> RunSummary:
+        """Process every input; bad inputs are logged and skipped."""
+        items = collect_work_items(self.settings)
+        summary = RunSummary()
+        for item in items:
+            if item.error is not None:
+                summary.failed.append((item.source, item.error))
+        valid = [item for item in items if item.error is None]
+        if not valid:
+            return summary
+        self.load()
+        for item in tqdm(valid, desc="inputs", unit="input", disable=not self.settings.progress or len(valid) < 2):
+            try:
+                summary.succeeded.append(self.process(item))
+            except (InferenceError, MeshExtractionError) as error:
+                summary.failed.append((item.source, str(error)))
+                log.error("%s: %s", item.source, error)
+        return summary
+
+    def process(self, item: WorkItem) -> Path:
+        """One input -> its output folder (see the module docstring)."""
+        settings, cfg = self.settings, self.config
+        timer = StageTimer(self.device)
+        generated = None
+        if settings.mode == "text":
+            with timer.stage("text_to_image"):
+                generated = self.text_to_image().generate(
+                    item.source, settings.seed, settings.text_steps, settings.text_guidance_scale, settings.text_image_size
+                )
+        with timer.stage("preprocess"):
+            image = generated if generated is not None else load_image(item.source)
+            rgb, alpha = image_to_float_rgba(image)
+            needs_rembg = alpha is None and not settings.no_rembg
+            prepared = preprocess_arrays(
+                rgb, alpha, cfg.model.source_size, cfg.renderer.background_color, settings.foreground_ratio,
+                self.remover() if needs_rembg else None, name=item.source,
+            )
+        output_dir = Path(settings.output_path) / item.name
+        outputs: dict[str, str] = {}
+        if generated is not None:
+            save_image_atomic(generated, output_dir / "generated.png")
+            outputs["generated_image"] = "generated.png"
+        save_image_atomic(prepared.to_pil(), output_dir / "input.png")
+        outputs["input_image"] = "input.png"
+
+        torch.manual_seed(settings.seed)
+        with timer.stage("reconstruct"):
+            triplanes = self.reconstruct(prepared)
+        report: dict[str, Any] = {}
+        if settings.save_triplanes:
+            with atomic_output(output_dir / "triplanes.safetensors") as temp:
+                save_file({"triplanes": triplanes.float().cpu().contiguous()}, str(temp))
+            outputs["triplanes"] = "triplanes.safetensors"
+        if settings.export_mesh:
+            with timer.stage("mesh"):
+                report["mesh"] = self.export_mesh(triplanes, output_dir)
+            outputs["mesh"] = report["mesh"]["file"]
+        if settings.export_video:
+            with timer.stage("video"):
+                report["video"] = self.export_video(triplanes, output_dir)
+            outputs["video"] = report["video"]["file"]
+        self.write_result(item, prepared, outputs, report, timer, output_dir)
+        return output_dir
+
+    def _autocast(self):
+        dtype = PRECISIONS[self.settings.precision]
+        if dtype is None or self.device.type != "cuda":
+            return nullcontext()
+        return torch.autocast("cuda", dtype=dtype)
+
+    @torch.inference_mode()
+    def reconstruct(self, prepared: PreprocessedImage) -> torch.Tensor:
+        """The model's triplanes (1, 3, C, R, R) for one preprocessed image."""
+        c2w, intrinsics = source_camera(self.config)
+        with self._autocast():
+            triplanes = self.model.forward_triplanes(
+                prepared.image[None].to(self.device), c2w[None].to(self.device), intrinsics[None].to(self.device)
+            )
+        return triplanes
+
+    @torch.inference_mode()
+    def export_mesh(self, triplanes: torch.Tensor, output_dir: Path) -> dict[str, Any]:
+        """Extract and write the mesh; its summary for ``result.json``."""
+        s = self.settings
+        with self._autocast():
+            mesh = extract_mesh(
+                self.model.renderer, triplanes, resolution=s.mesh_resolution, density_threshold=s.density_threshold,
+                largest_component=s.largest_component, target_faces=s.mesh_target_faces, progress=s.progress,
+            )
+        file_name = f"mesh.{s.mesh_format}"
+        save_mesh(mesh, output_dir / file_name)
+        return {
+            "file": file_name,
+            "vertices": int(len(mesh.vertices)),
+            "faces": int(len(mesh.faces)),
+            "watertight": bool(mesh.is_watertight),
+            "frame": "glTF +Y up (world +Z up turned to +Y up)" if s.mesh_format == "glb" else "MIRA world (+Z up)",
+        }
+
+    @torch.inference_mode()
+    def export_video(self, triplanes: torch.Tensor, output_dir: Path) -> dict[str, Any]:
+        """Render and write the turntable video; its summary for ``result.json``."""
+        s = self.settings
+        _, intrinsics = source_camera(self.config)
+        distance = s.distance if s.distance is not None else self.config.data.source_camera_distance
+        with self._autocast():
+            frames = render_orbit_frames(
+                self.model.renderer, triplanes, s.num_frames, s.render_size, s.elevation, distance, intrinsics,
+                progress=s.progress,
+            )
+        file_name = f"video.{s.video_format}"
+        write_video(frames, output_dir / file_name, s.fps)
+        return {"file": file_name, "frames": s.num_frames, "width": s.render_size, "height": s.render_size,
+                "fps": s.fps, "elevation_deg": s.elevation, "distance": distance}
+
+    def write_result(
+        self,
+        item: WorkItem,
+        prepared: PreprocessedImage,
+        outputs: dict[str, str],
+        report: dict[str, Any],
+        timer: StageTimer,
+        output_dir: Path,
+    ) -> None:
+        """``result.json``: settings, preprocessing facts, outputs and seconds per stage."""
+        c2w, intrinsics = source_camera(self.config)
+        timings = dict(timer.seconds)
+        timings["total"] = round(sum(timer.seconds.values()), 4)
+        timings["load_model_once"] = round(self.load_seconds, 4)
+        result = {
+            "mira_version": mira.__version__,
+            "mode": self.settings.mode,
+            "input": item.source,
+            "name": item.name,
+            "device": str(self.device),
+            "settings": {k: v for k, v in dataclasses.asdict(self.settings).items() if k != "inputs"},
+            "preprocessing": {
+                "mask_source": prepared.mask_source,
+                "foreground_box_ltrb": list(prepared.foreground_box),
+                "original_size_wh": list(prepared.original_size),
+                "source_size": self.config.model.source_size,
+                "background_color": list(self.config.renderer.background_color),
+                "source_c2w": c2w.tolist(),
+                "source_intrinsics": intrinsics.tolist(),
+            },
+            "outputs": outputs,
+            **report,
+            "timings_s": timings,
+        }
+        if self.settings.mode == "text":
+            result["prompt"] = build_prompt(item.source)
+        write_json_atomic(result, output_dir / "result.json")

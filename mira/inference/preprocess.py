@@ -1,0 +1,317 @@
+"""Turn a user's image into the model's input: the object, centred, on the training background.
+
+Steps (:func:`preprocess_image`):
+
+1. :func:`load_image`: open the file, apply its EXIF orientation, fail clearly on a missing,
+   empty or non-image file.
+2. :func:`image_to_float_rgba`: any PIL mode (1, L, LA, P, PA, RGB, RGBA, CMYK, I;16, I, F ...)
+   -> float RGB in [0, 1] and an alpha channel, or None when the image has no (informative) alpha.
+3. The foreground mask: the alpha channel when present, else ``rembg`` (:class:`BackgroundRemover`),
+   else (``--no_rembg``) the whole image is the object.
+4. Crop to the foreground's bounding box, scale so that the box's longer side is
+   ``foreground_ratio`` of the square output, centre it, and composite the (premultiplied)
+   colours over the training background colour (``cfg.renderer.background_color``).
+
+The source camera for such an image is the canonical one the model was trained with
+(:func:`source_camera`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+from mira.cameras import default_source_camera
+from mira.config import MiraConfig
+from mira.inference.errors import InputError, WeightsNotFoundError
+
+# Pixels with alpha above this fraction count as the object when finding its bounding box.
+FOREGROUND_ALPHA_THRESHOLD = 0.1
+# Longer side of the object's bounding box / side of the square input (TripoSR's default).
+DEFAULT_FOREGROUND_RATIO = 0.85
+# rembg's classic salient-object model (176 MB), the one TripoSR and OpenLRM users know.
+DEFAULT_REMBG_MODEL = "u2net"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+@dataclass
+class PreprocessedImage:
+    """The model input made from one image.
+
+    Attributes:
+        image: (3, S, S) float RGB in [0, 1], the object composited on the background colour.
+        mask_source: where the foreground came from: "alpha", "rembg" or "none" (whole image).
+        foreground_box: (left, top, right, bottom) of the object in the original image, pixels.
+        original_size: (width, height) of the original image after EXIF orientation.
+    """
+
+    image: Tensor
+    mask_source: str
+    foreground_box: tuple[int, int, int, int]
+    original_size: tuple[int, int]
+
+    def to_pil(self) -> Image.Image:
+        """The model input as an 8-bit RGB PIL image."""
+        array = (self.image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        return Image.fromarray(array, mode="RGB")
+
+
+# ---------------------------------------------------------------------- reading
+def load_image(path: str | Path) -> Image.Image:
+    """Open an image file, decode it fully and apply its EXIF orientation.
+
+    Raises:
+        InputError: the file is missing, empty (0 bytes or 0 pixels) or not a readable image.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: input file not found; check the path passed to --input")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file; pass image files or a folder of images to --input")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty (0 bytes); re-export or re-download the image")
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
+    except UnidentifiedImageError as error:
+        raise InputError(f"{path}: not an image (PIL cannot identify it); pass a PNG, JPEG or WebP file") from error
+    except (OSError, ValueError, SyntaxError) as error:  # truncated / corrupt data
+        raise InputError(f"{path}: the image data is corrupt or truncated ({error}); re-export the image") from error
+    if image.width == 0 or image.height == 0:
+        raise InputError(f"{path}: the image is empty ({image.width}x{image.height} pixels)")
+    return image
+
+
+def image_to_float_rgba(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any PIL image -> float32 RGB (H, W, 3) in [0, 1] and alpha (H, W) in [0, 1] or None.
+
+    16-bit and 32-bit integer greyscale (``I;16*``, ``I``) are scaled by their full range
+    (65535 for values above 255), float images (``F``) are taken as [0, 1] unless larger.
+    Alpha is None when the image has no alpha channel or it is fully opaque.
+    """
+    mode = image.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if mode == "F":
+            scale = 1.0 if values.max(initial=0.0) <= 1.0 else 255.0
+        else:
+            scale = 65535.0 if values.max(initial=0.0) > 255 else 255.0
+        grey = np.clip(values / scale, 0.0, 1.0).astype(np.float32)
+        return np.repeat(grey[..., None], 3, axis=-1), None
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info)
+    if has_alpha:
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+        rgb, alpha = rgba[..., :3], rgba[..., 3]
+        return rgb, (None if alpha.min() >= 1.0 else alpha)
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0, None
+
+
+# ---------------------------------------------------------------------- background removal
+@contextlib.contextmanager
+def _rembg_home(directory: Path | None) -> Iterator[None]:
+    """Temporarily point rembg's model home (``U2NET_HOME``) at ``directory``.
+
+    rembg only loads custom model files from inside its home; a user's ``--rembg_model``
+    path may be anywhere.
+    """
+    if directory is None:
+        yield
+        return
+    previous = os.environ.get("U2NET_HOME")
+    os.environ["U2NET_HOME"] = str(directory)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("U2NET_HOME", None)
+        else:
+            os.environ["U2NET_HOME"] = previous
+
+
+class BackgroundRemover:
+    """A ``rembg`` session that gives each image a foreground alpha mask.
+
+    Args:
+        model: a rembg model name (``u2net``, ``isnet-general-use``, ``birefnet-general`` ...),
+            looked up in rembg's model directory and downloaded there if missing and online;
+            or a path to a U^2-Net-style ``.onnx`` file, loaded as rembg's ``u2net_custom``.
+    Raises:
+        WeightsNotFoundError: the model file is not on this machine and could not be downloaded.
+    """
+
+    def __init__(self, model: str = DEFAULT_REMBG_MODEL) -> None:
+        import rembg
+        from rembg.sessions import sessions as rembg_sessions
+
+        self.model = model
+        model_path = Path(model).expanduser()
+        if model.endswith(".onnx") or model_path.is_file():
+            if not model_path.is_file():
+                raise WeightsNotFoundError(f"--rembg_model {model}: file not found; pass an existing .onnx file")
+            with _rembg_home(model_path.resolve().parent):
+                self.session = rembg.new_session("u2net_custom", model_path=str(model_path.resolve()))
+            return
+        if model not in rembg_sessions:
+            raise InputError(
+                f"--rembg_model '{model}' is neither a rembg model name nor an .onnx file; "
+                f"rembg models: {', '.join(sorted(rembg_sessions))}"
+            )
+        session_class = rembg_sessions[model]
+        try:
+            self.session = rembg.new_session(model)
+        except Exception as error:  # offline download (requests), checksum, corrupt file
+            model_dir = session_class.model_dir()
+            raise WeightsNotFoundError(
+                f"rembg model '{model}' is not on this machine and could not be downloaded "
+                f"({type(error).__name__}: {error}).\nFix: download {model}.onnx (rembg's release page: "
+                f"https://github.com/danielgatis/rembg/releases) into {model_dir}/ (rembg's model home is "
+                "$U2NET_HOME if set, else $REMBG_HOME or ~/.rembg; files in the old ~/.u2net/ are found too), "
+                "or pass --rembg_model /path/to/model.onnx, or use images with an alpha channel / --no_rembg."
+            ) from error
+
+    def alpha(self, rgb: np.ndarray) -> np.ndarray:
+        """Foreground alpha (H, W) in [0, 1] of a float RGB image (H, W, 3) in [0, 1]."""
+        import rembg
+
+        image = Image.fromarray((np.clip(rgb, 0, 1) * 255).round().astype(np.uint8), mode="RGB")
+        mask = rembg.remove(image, session=self.session, only_mask=True)
+        alpha = np.asarray(mask.convert("L"), dtype=np.float32) / 255.0
+        if alpha.shape != rgb.shape[:2]:
+            raise RuntimeError(f"rembg returned a {alpha.shape} mask for a {rgb.shape[:2]} image")
+        return alpha
+
+
+# ---------------------------------------------------------------------- geometry
+def foreground_box(alpha: np.ndarray, threshold: float = FOREGROUND_ALPHA_THRESHOLD) -> tuple[int, int, int, int] | None:
+    """Bounding box ``(left, top, right, bottom)`` (right/bottom exclusive) of ``alpha > threshold``, or None."""
+    rows = np.flatnonzero((alpha > threshold).any(axis=1))
+    cols = np.flatnonzero((alpha > threshold).any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def center_on_square(
+    rgb: np.ndarray,
+    alpha: np.ndarray,
+    box: tuple[int, int, int, int],
+    size: int,
+    foreground_ratio: float,
+    background_color: Sequence[float],
+) -> Tensor:
+    """Crop ``box``, scale its longer side to ``foreground_ratio * size``, centre it on a
+    ``size`` x ``size`` square and composite over ``background_color``.
+
+    Colours are premultiplied by alpha before resampling, so object edges do not pick up the
+    original background.
+
+    Args:
+        rgb: (H, W, 3) float in [0, 1]; alpha: (H, W) float in [0, 1].
+    Returns:
+        (3, size, size) float RGB in [0, 1].
+    """
+    left, top, right, bottom = box
+    crop = np.concatenate([rgb[top:bottom, left:right] * alpha[top:bottom, left:right, None],
+                           alpha[top:bottom, left:right, None]], axis=-1)
+    crop_tensor = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None]  # (1, 4, h, w)
+    height, width = bottom - top, right - left
+    scale = foreground_ratio * size / max(height, width)
+    new_h = min(size, max(1, round(height * scale)))
+    new_w = min(size, max(1, round(width * scale)))
+    resized = F.interpolate(crop_tensor, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
+    canvas = torch.zeros(4, size, size)
+    offset_y, offset_x = (size - new_h) // 2, (size - new_w) // 2
+    canvas[:, offset_y : offset_y + new_h, offset_x : offset_x + new_w] = resized[0].clamp(0, 1)
+    background = torch.tensor(background_color, dtype=torch.float32)[:, None, None]
+    return (canvas[:3] + (1.0 - canvas[3:]) * background).clamp(0, 1)
+
+
+def preprocess_image(
+    image: Image.Image,
+    size: int,
+    background_color: Sequence[float],
+    foreground_ratio: float = DEFAULT_FOREGROUND_RATIO,
+    remover: BackgroundRemover | None = None,
+    name: str = "<image>",
+) -> PreprocessedImage:
+    """The model input for one PIL image of any mode (EXIF orientation already applied,
+    see :func:`load_image`); the arguments are those of :func:`preprocess_arrays`."""
+    rgb, alpha = image_to_float_rgba(image)
+    return preprocess_arrays(rgb, alpha, size, background_color, foreground_ratio, remover, name)
+
+
+def preprocess_arrays(
+    rgb: np.ndarray,
+    alpha: np.ndarray | None,
+    size: int,
+    background_color: Sequence[float],
+    foreground_ratio: float = DEFAULT_FOREGROUND_RATIO,
+    remover: BackgroundRemover | None = None,
+    name: str = "<image>",
+) -> PreprocessedImage:
+    """The model input for one image (see the module docstring).
+
+    Args:
+        rgb: (H, W, 3) float in [0, 1]; alpha: (H, W) float in [0, 1] or None (no alpha),
+            as returned by :func:`image_to_float_rgba`.
+        size: side of the square output (``cfg.model.source_size``).
+        background_color: RGB in [0, 1] (``cfg.renderer.background_color``).
+        foreground_ratio: the object's longer side / output side, in (0, 1].
+        remover: used when ``alpha`` is None; None means the whole image is the object
+            (it is only padded to a square, never cropped or rescaled within).
+        name: the file name, for error messages.
+    Raises:
+        InputError: fully transparent image, an image with no content, or no object found.
+    """
+    if not 0.0 < foreground_ratio <= 1.0:
+        raise InputError(f"--foreground_ratio must be in (0, 1], got {foreground_ratio}")
+    if alpha is not None:
+        mask_source = "alpha"
+        if alpha.max() <= FOREGROUND_ALPHA_THRESHOLD:
+            raise InputError(
+                f"{name}: the image is fully transparent (no pixel has alpha > {FOREGROUND_ALPHA_THRESHOLD}); "
+                "there is no object to reconstruct"
+            )
+    elif np.ptp(rgb) == 0.0:
+        raise InputError(f"{name}: the image is empty: every pixel has the same colour, there is no object in it")
+    elif remover is not None:
+        mask_source = "rembg"
+        alpha = remover.alpha(rgb)
+        if not np.isfinite(alpha).all() or alpha.max() <= FOREGROUND_ALPHA_THRESHOLD:
+            raise InputError(f"{name}: background removal (rembg '{remover.model}') found no object in the image")
+    else:
+        mask_source = "none"
+        alpha = np.ones(rgb.shape[:2], dtype=np.float32)
+        foreground_ratio = 1.0
+    box = foreground_box(alpha)
+    assert box is not None  # checked above
+    tensor = center_on_square(rgb, alpha, box, size, foreground_ratio, background_color)
+    height, width = rgb.shape[:2]
+    return PreprocessedImage(image=tensor, mask_source=mask_source, foreground_box=box, original_size=(width, height))
+
+
+def source_camera(cfg: MiraConfig) -> tuple[Tensor, Tensor]:
+    """The canonical source camera of an input image: c2w (4, 4) and normalised intrinsics (4,).
+
+    Azimuth 0, elevation 0, at ``cfg.data.source_camera_distance`` from the origin, with
+    ``cfg.data.focal_length`` and ``cfg.data.principal_point``.
+    """
+    c2w = default_source_camera(cfg.data.source_camera_distance)
+    focal = cfg.data.focal_length
+    intrinsics = torch.tensor([focal, focal, *cfg.data.principal_point], dtype=torch.float32)
+    return c2w, intrinsics
+
+
+def list_image_files(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder`` (by suffix), sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
