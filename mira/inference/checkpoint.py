@@ -5,8 +5,8 @@
 * a directory written by :meth:`mira.models.MIRA.save_pretrained` (``model.safetensors`` +
   ``config.json``);
 * a training checkpoint file (``checkpoint-<step>.pt``, written by ``mira.training``), read with
-  ``torch.load(weights_only=True)``; or a training output directory, whose latest
-  ``checkpoint-*.pt`` is used;
+  ``torch.load(weights_only=True)``; or a training output directory (``model_save_path``):
+  its ``final/`` export if training finished, else its latest ``checkpoint-<step>.pt``;
 * a bare ``.safetensors`` weight file (its config from a ``config.json`` beside it or
   ``--config_path``);
 * a Hugging Face hub id of a ``save_pretrained`` checkpoint.
@@ -37,7 +37,10 @@ log = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-TRAINING_CHECKPOINT_GLOB = "checkpoint-*.pt"
+# mira.training writes <model_save_path>/checkpoint-<step:08d>.pt and, at the end, a
+# save_pretrained export in <model_save_path>/final/ (tests check these names against it).
+TRAINING_CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)\.pt$")
+FINAL_EXPORT_DIR = "final"
 TORCH_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 # Where a training checkpoint dict may keep the model weights, in order of preference.
 STATE_DICT_KEYS = ("model", "model_state_dict", "state_dict")
@@ -81,13 +84,21 @@ def read_checkpoint(checkpoint_path: str) -> CheckpointContents:
     if path.is_dir():
         if (path / WEIGHTS_NAME).is_file():
             return _read_safetensors(path / WEIGHTS_NAME, kind="save_pretrained")
-        training_files = sorted(path.glob(TRAINING_CHECKPOINT_GLOB), key=_step_of)
+        if (path / FINAL_EXPORT_DIR / WEIGHTS_NAME).is_file():
+            log.info("using the final export of the training run in %s", path)
+            return _read_safetensors(path / FINAL_EXPORT_DIR / WEIGHTS_NAME, kind="save_pretrained")
+        training_files = sorted(
+            (int(match.group(1)), child)
+            for child in path.iterdir()
+            if (match := TRAINING_CHECKPOINT_PATTERN.match(child.name))
+        )
         if training_files:
-            log.info("using the latest training checkpoint in %s: %s", path, training_files[-1].name)
-            return _read_torch_checkpoint(training_files[-1])
+            latest = training_files[-1][1]
+            log.info("using the latest training checkpoint in %s: %s", path, latest.name)
+            return _read_torch_checkpoint(latest)
         raise WeightsNotFoundError(
             f"{path}: no MIRA checkpoint in this directory (expected {WEIGHTS_NAME} + {CONFIG_NAME} from "
-            f"save_pretrained, or training checkpoints {TRAINING_CHECKPOINT_GLOB})"
+            f"save_pretrained, a '{FINAL_EXPORT_DIR}/' export or training checkpoints checkpoint-<step>.pt)"
         )
     if path.is_file():
         if path.suffix == ".safetensors":
@@ -99,12 +110,6 @@ def read_checkpoint(checkpoint_path: str) -> CheckpointContents:
         f"{checkpoint_path}: checkpoint not found (not a file, a directory or a hub id 'owner/name'); "
         "check --checkpoint_path"
     )
-
-
-def _step_of(path: Path) -> int:
-    """The step number in ``checkpoint-<step>.pt`` (-1 if there is none)."""
-    match = re.search(r"(\d+)", path.stem)
-    return int(match.group(1)) if match else -1
 
 
 def _read_safetensors(weights: Path, kind: str) -> CheckpointContents:

@@ -138,12 +138,18 @@ def _rembg_home(directory: Path | None) -> Iterator[None]:
             os.environ["U2NET_HOME"] = previous
 
 
+def _offline() -> bool:
+    """True when downloads are switched off (``HF_HUB_OFFLINE``, which MIRA also applies to rembg)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 class BackgroundRemover:
     """A ``rembg`` session that gives each image a foreground alpha mask.
 
     Args:
         model: a rembg model name (``u2net``, ``isnet-general-use``, ``birefnet-general`` ...),
-            looked up in rembg's model directory and downloaded there if missing and online;
+            looked up in rembg's model directory and downloaded there if missing (unless
+            ``HF_HUB_OFFLINE`` is set);
             or a path to a U^2-Net-style ``.onnx`` file, loaded as rembg's ``u2net_custom``.
     Raises:
         WeightsNotFoundError: the model file is not on this machine and could not be downloaded.
@@ -167,16 +173,23 @@ class BackgroundRemover:
                 f"rembg models: {', '.join(sorted(rembg_sessions))}"
             )
         session_class = rembg_sessions[model]
+        model_dir = session_class.model_dir()
+        how_to_fix = (
+            f"Fix: download {model}.onnx (rembg's release page: https://github.com/danielgatis/rembg/releases) into "
+            f"{model_dir}/ (rembg's model home is $U2NET_HOME if set, else $REMBG_HOME or ~/.rembg; files in the "
+            "old ~/.u2net/ are found too), or pass --rembg_model /path/to/model.onnx, or use images with an alpha "
+            "channel / --no_rembg."
+        )
+        if _offline() and model != "sam" and session_class.resolve_existing(f"{model}.onnx") is None:
+            raise WeightsNotFoundError(
+                f"rembg model '{model}' is not on this machine and downloads are off (HF_HUB_OFFLINE).\n{how_to_fix}"
+            )
         try:
             self.session = rembg.new_session(model)
-        except Exception as error:  # offline download (requests), checksum, corrupt file
-            model_dir = session_class.model_dir()
+        except Exception as error:  # failed download (requests), checksum, corrupt file
             raise WeightsNotFoundError(
                 f"rembg model '{model}' is not on this machine and could not be downloaded "
-                f"({type(error).__name__}: {error}).\nFix: download {model}.onnx (rembg's release page: "
-                f"https://github.com/danielgatis/rembg/releases) into {model_dir}/ (rembg's model home is "
-                "$U2NET_HOME if set, else $REMBG_HOME or ~/.rembg; files in the old ~/.u2net/ are found too), "
-                "or pass --rembg_model /path/to/model.onnx, or use images with an alpha channel / --no_rembg."
+                f"({type(error).__name__}: {error}).\n{how_to_fix}"
             ) from error
 
     def alpha(self, rgb: np.ndarray) -> np.ndarray:
