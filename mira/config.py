@@ -97,6 +97,11 @@ class DataConfig:
     # Random resized crops of the supervision views: scale range of the crop side.
     random_crop_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
     num_workers: int = 4
+    # The source view is also the first supervision view (OpenLRM); false: K other views.
+    source_in_targets: bool = True
+    # zero123 / Objaverse views_release folders: their world ([-0.5, 0.5]^3 objects, cameras at
+    # radius 1.5) is scaled by this into ours (largest object side 1.6).
+    zero123_world_scale: float = 1.6
 
 
 @dataclass

@@ -9,7 +9,9 @@ renders, index.json); the command line is ``load_input_data.py``.
 
 from mira.data.formats import (RENDER_BOX_SIZE, ZERO123_WORLD_SCALE, DatasetFormatError, ViewIndex,
                                detect_format, read_view_index)
+from mira.data.dataset import MultiViewDataset
 from mira.data.images import ImageLoadError, composite, load_rgba
+from mira.data.index import read_index
 from mira.data.views import ObjectViews, load_object_views
 
 __all__ = [
@@ -17,11 +19,13 @@ __all__ = [
     "ZERO123_WORLD_SCALE",
     "DatasetFormatError",
     "ImageLoadError",
+    "MultiViewDataset",
     "ObjectViews",
     "ViewIndex",
     "composite",
     "detect_format",
     "load_object_views",
     "load_rgba",
+    "read_index",
     "read_view_index",
 ]
