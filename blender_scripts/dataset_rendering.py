@@ -506,7 +506,7 @@ def configure_render(scene: bpy.types.Scene, args: argparse.Namespace, engine: s
     if engine == "CYCLES":
         cycles = scene.cycles
         cycles.samples = args.samples
-        cycles.seed = args.seed
+        cycles.seed = args.seed % 2**31  # Cycles takes a signed 32-bit seed
         cycles.use_denoising = bool(args.denoise)
         cycles.device = "CPU"
         if args.device == "GPU":

@@ -23,14 +23,14 @@ class DatasetIndexError(ValueError):
     """index.json is missing a split or malformed (named with the file)."""
 
 
-def write_json_atomic(path: str | Path, value: Any) -> None:
+def write_json_atomic(path: str | Path, value: Any, indent: int = 1) -> None:
     """Write JSON to a temporary file in the same folder, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w") as stream:
-            json.dump(value, stream, indent=1)
+            json.dump(value, stream, indent=indent)
             stream.write("\n")
         os.replace(tmp, path)
     except BaseException:
