@@ -80,7 +80,7 @@ def sphere_renderer(
     triplane_res: int = 64,
     channels: int = 4,
     color: Sequence[float] = (0.8, 0.3, 0.1),
-    steepness: float = 40.0,
+    steepness: float = 1000.0,
     overrides: dict | None = None,
 ):
     """A real TriplaneRenderer + triplane whose density equals ``threshold`` exactly on a sphere.

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -291,10 +292,19 @@ def load_model(checkpoint_path: str, config_path: str | None = None, device: str
         raise ConfigError(f"config file not found: {config_path} (check --config_path)")
     contents = read_checkpoint(checkpoint_path)
     config = resolve_config(contents, config_path)
-    model = MIRA(config)
+    device = torch.device(device)
+    # Check keys and shapes on a weightless (meta) copy first: a mismatch is reported at once,
+    # without the seconds a large random initialisation takes on a CPU.
+    with torch.device("meta"):
+        skeleton = MIRA(config)
     try:
-        model.load_checkpoint_state(contents.state, source=contents.source)
+        with warnings.catch_warnings():  # "copying into a meta parameter is a no-op": intended here
+            warnings.simplefilter("ignore", UserWarning)
+            skeleton.load_checkpoint_state(contents.state, source=contents.source)
     except CheckpointMismatchError as error:
         against = f" and {config_path}" if config_path else ""
         raise CheckpointConfigMismatchError(f"{error}\n(checkpoint {contents.source}{against})") from error
-    return model.to(device).eval()
+    with torch.device(device):  # initialise where the model runs (fast on a GPU)
+        model = MIRA(config)
+    model.load_checkpoint_state(contents.state, source=contents.source)
+    return model.eval()

@@ -261,9 +261,8 @@ class InferencePipeline:
         for item in tqdm(valid, desc="inputs", unit="input", disable=not self.settings.progress or len(valid) < 2):
             try:
                 summary.succeeded.append(self.process(item))
-            except (InferenceError, MeshExtractionError) as error:
+            except (InferenceError, MeshExtractionError) as error:  # reported by the caller, once
                 summary.failed.append((item.source, str(error)))
-                log.error("%s: %s", item.source, error)
         return summary
 
     def process(self, item: WorkItem) -> Path:
@@ -282,7 +281,7 @@ class InferencePipeline:
             needs_rembg = alpha is None and not settings.no_rembg
             prepared = preprocess_arrays(
                 rgb, alpha, cfg.model.source_size, cfg.renderer.background_color, settings.foreground_ratio,
-                self.remover() if needs_rembg else None, name=item.source,
+                self.remover if needs_rembg else None, name=item.source,
             )
         output_dir = Path(settings.output_path) / item.name
         outputs: dict[str, str] = {}

@@ -22,7 +22,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
@@ -136,6 +136,10 @@ def _rembg_home(directory: Path | None) -> Iterator[None]:
             os.environ.pop("U2NET_HOME", None)
         else:
             os.environ["U2NET_HOME"] = previous
+
+
+# A remover, or a function that creates one when an image first needs it (rembg loads slowly).
+RemoverSource = Union["BackgroundRemover", Callable[[], "BackgroundRemover"], None]
 
 
 def _offline() -> bool:
@@ -254,7 +258,7 @@ def preprocess_image(
     size: int,
     background_color: Sequence[float],
     foreground_ratio: float = DEFAULT_FOREGROUND_RATIO,
-    remover: BackgroundRemover | None = None,
+    remover: RemoverSource = None,
     name: str = "<image>",
 ) -> PreprocessedImage:
     """The model input for one PIL image of any mode (EXIF orientation already applied,
@@ -269,7 +273,7 @@ def preprocess_arrays(
     size: int,
     background_color: Sequence[float],
     foreground_ratio: float = DEFAULT_FOREGROUND_RATIO,
-    remover: BackgroundRemover | None = None,
+    remover: RemoverSource = None,
     name: str = "<image>",
 ) -> PreprocessedImage:
     """The model input for one image (see the module docstring).
@@ -280,8 +284,9 @@ def preprocess_arrays(
         size: side of the square output (``cfg.model.source_size``).
         background_color: RGB in [0, 1] (``cfg.renderer.background_color``).
         foreground_ratio: the object's longer side / output side, in (0, 1].
-        remover: used when ``alpha`` is None; None means the whole image is the object
-            (it is only padded to a square, never cropped or rescaled within).
+        remover: used when ``alpha`` is None (a :class:`BackgroundRemover`, or a function
+            returning one, called only then); None means the whole image is the object (it is
+            only padded to a square, never cropped or rescaled within).
         name: the file name, for error messages.
     Raises:
         InputError: fully transparent image, an image with no content, or no object found.
@@ -299,6 +304,8 @@ def preprocess_arrays(
         raise InputError(f"{name}: the image is empty: every pixel has the same colour, there is no object in it")
     elif remover is not None:
         mask_source = "rembg"
+        if not isinstance(remover, BackgroundRemover):
+            remover = remover()
         alpha = remover.alpha(rgb)
         if not np.isfinite(alpha).all() or alpha.max() <= FOREGROUND_ALPHA_THRESHOLD:
             raise InputError(f"{name}: background removal (rembg '{remover.model}') found no object in the image")
