@@ -14,6 +14,7 @@ or a 25-step SDXL with ``--text_steps 25 --text_guidance_scale 5``).
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -69,7 +70,8 @@ class TextToImage:
             raise WeightsNotFoundError(
                 f"text-to-image model '{model_id}' could not be loaded: it is not a local diffusers directory, not in "
                 f"the Hugging Face cache ({constants.HF_HUB_CACHE}), and could not be downloaded (offline?).\n"
-                f"Fix: on a machine with internet run `huggingface-cli download {model_id}` (HF_HOME sets the cache), "
+                f"Fix: on a machine with internet run `hf download {model_id}` (older huggingface_hub: "
+                f"`huggingface-cli download {model_id}`; HF_HOME sets the cache), "
                 f"or pass --text_model /path/to/a/diffusers/pipeline/dir.\nOriginal error: {type(error).__name__}: {error}"
             ) from error
         pipeline.set_progress_bar_config(disable=True)
@@ -78,13 +80,17 @@ class TextToImage:
     @staticmethod
     def _load(pipeline_class: type, model_id: str, dtype: torch.dtype):
         """``from_pretrained``; in fp16, the repo's fp16 weight files when it has them (half the download)."""
-        is_local = Path(model_id).expanduser().is_dir()
-        if dtype == torch.float16 and not is_local:
-            try:
-                return pipeline_class.from_pretrained(model_id, torch_dtype=dtype, variant="fp16")
-            except (OSError, ValueError) as error:
-                log.info("no fp16 weight files in %s (%s); loading the default weights in fp16", model_id, error)
-        return pipeline_class.from_pretrained(str(Path(model_id).expanduser()) if is_local else model_id, torch_dtype=dtype)
+        local = Path(model_id).expanduser()
+        source = str(local) if local.is_dir() else model_id
+        with warnings.catch_warnings():
+            # diffusers >= 0.36 renames torch_dtype to dtype; torch_dtype works in every supported version.
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+            if dtype == torch.float16 and not local.is_dir():
+                try:
+                    return pipeline_class.from_pretrained(source, torch_dtype=dtype, variant="fp16")
+                except (OSError, ValueError) as error:
+                    log.info("no fp16 weight files in %s (%s); loading the default weights in fp16", model_id, error)
+            return pipeline_class.from_pretrained(source, torch_dtype=dtype)
 
     @torch.no_grad()
     def generate(
