@@ -77,6 +77,8 @@ class ExperimentLogger:
             self.writer.flush()
 
     def close(self) -> None:
+        """Flush and close the writers; later calls log nothing."""
+        self.enabled = False
         if self.writer is not None:
             self.writer.close()
             self.writer = None

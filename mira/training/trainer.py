@@ -18,6 +18,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -40,6 +41,8 @@ from mira.training.validation import run_validation
 
 LOGGER = logging.getLogger("mira.training")
 MIXED_PRECISION_MODES = ("bf16", "fp16", "no")
+# Smallest image side each LPIPS backbone accepts (its pooling stages need >= 1 pixel).
+LPIPS_MIN_PATCH = {"vgg": 16, "alex": 31, "squeeze": 17}
 FINAL_EXPORT_DIR = "final"
 
 
@@ -110,6 +113,11 @@ def check_train_config(config: MiraConfig) -> None:
         fail("min_lr_ratio", "must be in [0, 1]")
     if t.num_epochs == 0 and t.max_steps == 0:
         fail("num_epochs", "and max_steps are both 0: nothing bounds the run")
+    render_size = config.data.render_size
+    patch = render_size if t.patch_size == 0 or t.patch_size >= render_size else t.patch_size
+    if t.lpips_weight > 0 and patch < LPIPS_MIN_PATCH.get(t.lpips_net, 0):
+        fail("patch_size", f"gives {patch}x{patch} patches, smaller than LPIPS '{t.lpips_net}' accepts "
+                           f"({LPIPS_MIN_PATCH[t.lpips_net]}); raise patch_size (or render_size) or set lpips_weight 0")
 
 
 def build_model(config: MiraConfig) -> nn.Module:
@@ -423,7 +431,9 @@ class Trainer:
             self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        with warnings.catch_warnings():  # a skipped first update still advances the schedule
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            self.scheduler.step()
         samples = accum * self.train_cfg.batch_size * world
         return StepResult(loss=loss, mse=mse, lpips=lpips, mask=mask, grad_norm=grad_norm, finite=finite,
                           stop_requested=stop_votes > 0, samples=samples, rays=int(rays))
