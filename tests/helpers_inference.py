@@ -18,7 +18,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
@@ -66,7 +65,7 @@ def position_color(points: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------- sphere triplane
-def _silu_inverse_free_chain(value: float, layers: int) -> float:
+def _repeated_silu(value: float, layers: int) -> float:
     """SiLU applied ``layers`` times to a float."""
     for _ in range(layers):
         value = value / (1.0 + math.exp(-value))
@@ -123,7 +122,7 @@ def sphere_renderer(
         first.bias[0] = offset
         for layer in linears[1:-1]:
             layer.weight[0, 0] = 1.0
-        g_at_surface = _silu_inverse_free_chain(radius**2 + offset, hidden_layers)
+        g_at_surface = _repeated_silu(radius**2 + offset, hidden_layers)
         target_raw = math.log(math.expm1(threshold)) - cfg.renderer.density_bias
         last = linears[-1]
         last.weight[0, 0] = -steepness

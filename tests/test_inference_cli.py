@@ -14,7 +14,7 @@ import trimesh
 from PIL import Image
 from safetensors.torch import load_file
 
-from helpers_inference import REPO_ROOT, object_image, save_tiny_model, tiny_config, write_rgba_image
+from helpers_inference import REPO_ROOT, save_tiny_model, tiny_config, write_rgba_image
 from mira.export.mesh import extract_mesh, query_density_grid, renderer_box
 from mira.inference import checkpoint as checkpoint_module
 from mira.inference import load_model

@@ -1,0 +1,240 @@
+"""Inference speed and memory of MIRA: image -> triplane, mesh, video, end to end.
+
+Random weights (timing does not depend on them): the DINOv2 encoder is built from a
+``Dinov2Config`` of the ``facebook/dinov2-base`` architecture, so nothing is downloaded.
+
+    python benchmarks/bench_inference.py --device cuda                 # configs/mira-base.json
+    python benchmarks/bench_inference.py --device cuda --precision bf16
+    python benchmarks/bench_inference.py --quick                       # tiny config on the CPU (smoke test)
+
+Stages (each after warm-up, CUDA-synchronised; peak GPU memory per stage):
+
+* ``image -> triplane``: one ``forward_triplanes`` of a batch of one (encoder + decoder).
+* ``mesh N^3``: density grid through ``renderer.query``, marching cubes, vertex colours. A
+  random model has no object, so the iso-level is the 95th percentile of its density grid
+  (the face count is printed: it sets the marching-cubes and colour cost).
+* ``video``: ``render_orbit_frames`` (120 frames at 256^2 by default) and the mp4 write.
+* ``end to end``: ``test.py``'s per-input work (preprocess, reconstruct, mesh at 256^3, video,
+  files), with model loading timed separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from mira.config import MiraConfig, load_config  # noqa: E402
+from mira.export.mesh import marching_cubes_world, query_density_grid, query_vertex_colors, renderer_box  # noqa: E402
+from mira.export.video import render_orbit_frames, write_video  # noqa: E402
+from mira.inference.pipeline import InferencePipeline, InferenceSettings, WorkItem  # noqa: E402
+from mira.inference.preprocess import source_camera  # noqa: E402
+
+# facebook/dinov2-base (ViT-B/14), as in its hub config.json.
+DINOV2_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, mlp_ratio=4, patch_size=14,
+                   image_size=518, layerscale_value=1.0, use_swiglu_ffn=False)
+MESH_LEVEL_QUANTILE = 0.95
+
+
+class Recorder:
+    """Seconds and peak GPU memory per stage; prints a markdown table."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.rows: list[dict] = []
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @contextmanager
+    def peak_memory(self) -> Iterator[dict]:
+        info: dict = {}
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        yield info
+        if self.device.type == "cuda":
+            info["peak_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+
+    def time(self, name: str, function: Callable[[], object], repeats: int, warmup: int, note: str = "") -> object:
+        """Run ``function`` ``warmup`` times untimed, then ``repeats`` times; record the median."""
+        for _ in range(warmup):
+            function()
+        seconds = []
+        with self.peak_memory() as memory:
+            for _ in range(repeats):
+                self.sync()
+                start = time.perf_counter()
+                result = function()
+                self.sync()
+                seconds.append(time.perf_counter() - start)
+        self.add(name, statistics.median(seconds), memory.get("peak_gib"), note, repeats)
+        return result
+
+    def add(self, name: str, seconds: float, peak_gib: float | None, note: str = "", repeats: int = 1) -> None:
+        self.rows.append({"stage": name, "seconds": seconds, "peak_gpu_gib": peak_gib, "repeats": repeats, "note": note})
+
+    def table(self) -> str:
+        lines = ["| stage | seconds (median) | peak GPU memory (GiB) | notes |", "|---|---:|---:|---|"]
+        for row in self.rows:
+            memory = "-" if row["peak_gpu_gib"] is None else f"{row['peak_gpu_gib']:.2f}"
+            lines.append(f"| {row['stage']} | {row['seconds']:.3f} | {memory} | {row['note']} |")
+        return "\n".join(lines)
+
+
+def benchmark_config(args: argparse.Namespace) -> MiraConfig:
+    """The config to time, with a random DINOv2 of the right architecture."""
+    cfg = load_config(args.config)
+    if cfg.model.encoder_config is None:
+        from transformers import Dinov2Config
+
+        from mira.models.encoder import dinov2_config_dict
+
+        cfg.model.encoder_config = dinov2_config_dict(Dinov2Config(**DINOV2_BASE))
+    return cfg
+
+
+def object_image(size: int = 512) -> "Image.Image":  # noqa: F821
+    """An RGBA test input: a shaded disc on transparency (no rembg needed)."""
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:size, 0:size] / size - 0.5
+    inside = (xx**2 + yy**2) < 0.35**2
+    rgba = np.zeros((size, size, 4), dtype=np.uint8)
+    rgba[..., 0] = (200 * (0.5 + xx)).clip(0, 255)
+    rgba[..., 1] = (200 * (0.5 + yy)).clip(0, 255)
+    rgba[..., 2] = 90
+    rgba[..., 3] = inside * 255
+    return Image.fromarray(rgba, mode="RGBA")
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    cfg = benchmark_config(args)
+    recorder = Recorder(device)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16" and device.type == "cuda"
+                else nullcontext())
+    from mira.models import MIRA
+
+    with torch.device(device):
+        model = MIRA(cfg).eval()
+    parameters = sum(p.numel() for p in model.parameters()) / 1e6
+    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
+          f"config {args.config}, {parameters:.1f} M parameters, precision {args.precision}", flush=True)
+
+    size = cfg.model.source_size
+    images = torch.rand(1, 3, size, size, device=device)
+    c2w, intrinsics = source_camera(cfg)
+    c2w, intrinsics = c2w[None].to(device), intrinsics[None].to(device)
+
+    def reconstruct():
+        with torch.inference_mode(), autocast:
+            return model.forward_triplanes(images, c2w, intrinsics)
+
+    triplanes = recorder.time("image -> triplane", reconstruct, args.repeats, args.warmup,
+                              f"batch 1, {size}^2 input, triplane {tuple(reconstruct().shape[1:])}")
+    triplanes = triplanes.float()
+    box = renderer_box(model.renderer)
+    level = None
+    for resolution in args.mesh_resolutions:
+        with torch.inference_mode(), autocast:
+            grid = recorder.time(f"mesh {resolution}^3: density grid", lambda: query_density_grid(
+                model.renderer, triplanes, resolution, *box, chunk_size=args.mesh_chunk_size), 1, 1,
+                f"{resolution**3 / 1e6:.1f} M points, chunks of {args.mesh_chunk_size}")
+            level = float(np.quantile(grid, MESH_LEVEL_QUANTILE)) if level is None else level
+            vertices, faces = recorder.time(f"mesh {resolution}^3: marching cubes", lambda: marching_cubes_world(
+                grid, level, *box), 1, 0, "PyMCubes")
+            recorder.time(f"mesh {resolution}^3: vertex colours", lambda: query_vertex_colors(
+                model.renderer, triplanes, vertices, args.mesh_chunk_size), 1, 0,
+                f"{len(vertices):,} vertices, {len(faces):,} faces")
+        recorder.add(f"**mesh {resolution}^3 total**", sum(r["seconds"] for r in recorder.rows[-3:]),
+                     max((r["peak_gpu_gib"] or 0) for r in recorder.rows[-3:]) if device.type == "cuda" else None)
+
+    frame_intrinsics = intrinsics[0]
+    with torch.inference_mode(), autocast:
+        frames = recorder.time(
+            f"video: render {args.num_frames} x {args.render_size}^2",
+            lambda: render_orbit_frames(model.renderer, triplanes, args.num_frames, args.render_size, 20.0,
+                                        cfg.data.source_camera_distance, frame_intrinsics),
+            1, 1 if args.warmup else 0,
+            f"{cfg.renderer.rendering_samples_per_ray}+{cfg.renderer.importance_samples_per_ray} samples/ray, "
+            f"ray chunk {cfg.renderer.ray_chunk_size}")
+    recorder.add(f"video: frames/s", args.num_frames / recorder.rows[-1]["seconds"], None, "rendering only")
+    with tempfile.TemporaryDirectory() as temp:
+        recorder.time("video: mp4 write", lambda: write_video(frames, Path(temp) / "video.mp4", 30), 1, 0, "libx264")
+        end_to_end(args, model, cfg, recorder, level, Path(temp))
+    if device.type == "cpu":
+        recorder.add("process peak RSS (GiB)", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, None,
+                     "whole run, CPU memory")
+    print(recorder.table())
+    return {"device": str(device), "config": args.config, "precision": args.precision,
+            "parameters_m": parameters, "rows": recorder.rows}
+
+
+def end_to_end(args, model, cfg: MiraConfig, recorder: Recorder, level: float, temp: Path) -> None:
+    """test.py's path: save_pretrained, load, then one input with mesh + video."""
+    checkpoint = model.save_pretrained(temp / "checkpoint")
+    object_image().save(temp / "object.png")
+    settings = InferenceSettings(
+        checkpoint_path=str(checkpoint), inputs=[str(temp / "object.png")], output_path=str(temp / "out"),
+        export_mesh=True, export_video=True, mesh_resolution=args.mesh_resolutions[0], density_threshold=level,
+        num_frames=args.num_frames, render_size=args.render_size, device=args.device, precision=args.precision,
+        progress=False,
+    )
+    pipeline = InferencePipeline(settings)
+    with recorder.peak_memory() as memory:
+        pipeline.load()
+    recorder.add("load checkpoint (save_pretrained dir)", pipeline.load_seconds, memory.get("peak_gib"),
+                 "MIRA init on the device + safetensors")
+    item = WorkItem(str(temp / "object.png"), "object")
+    recorder.time(
+        f"**end to end** (mesh {args.mesh_resolutions[0]}^3 + {args.num_frames}-frame video)",
+        lambda: pipeline.process(item), 1, 1 if args.warmup else 0, "preprocess, reconstruct, mesh, video, files")
+    stages = json.loads((temp / "out" / "object" / "result.json").read_text())["timings_s"]
+    print("end-to-end stages (s):", {k: v for k, v in stages.items()}, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--config", default=str(REPO_ROOT / "configs" / "mira-base.json"))
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="autocast on CUDA")
+    parser.add_argument("--mesh_resolutions", type=int, nargs="+", default=[256, 384])
+    parser.add_argument("--mesh_chunk_size", type=int, default=262_144)
+    parser.add_argument("--num_frames", type=int, default=120)
+    parser.add_argument("--render_size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="tiny config on the CPU, small sizes (smoke test)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.device, args.config = "cpu", str(REPO_ROOT / "configs" / "tiny.json")
+        args.mesh_resolutions, args.num_frames, args.render_size = [32, 48], 12, 32
+        args.repeats, args.warmup = 3, 2
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available here (use --device cpu or --quick)")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    results = run(args)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
