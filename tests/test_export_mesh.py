@@ -118,6 +118,19 @@ def test_largest_component_drops_floaters():
     assert len(largest.visual.vertex_colors) == len(largest.vertices)
 
 
+def test_simplification_reduces_faces_or_says_what_to_install():
+    field = AnalyticField(lambda p: (100 * (0.5 - p.norm(dim=-1))).clamp_min(0), position_color)
+    try:
+        import fast_simplification  # noqa: F401
+    except ImportError:
+        with pytest.raises(MeshExtractionError, match="pip install fast_simplification"):
+            extract_mesh(field, DUMMY_TRIPLANE, resolution=24, density_threshold=10.0, target_faces=200)
+        return
+    mesh = extract_mesh(field, DUMMY_TRIPLANE, resolution=24, density_threshold=10.0, target_faces=200)
+    assert len(mesh.faces) <= 220 and len(mesh.visual.vertex_colors) == len(mesh.vertices)
+    np.testing.assert_allclose(np.linalg.norm(mesh.vertices, axis=1), 0.4, atol=0.05)
+
+
 def test_empty_field_is_a_clear_error():
     field = AnalyticField(lambda p: torch.full(p.shape[:1], 0.5, dtype=p.dtype), position_color)
     with pytest.raises(MeshExtractionError, match="density_threshold"):

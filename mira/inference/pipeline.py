@@ -15,6 +15,7 @@ the other inputs still run, and the run fails (exit code 1) at the end.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 import re
 import time
@@ -116,6 +117,8 @@ class InferenceSettings:
         for ok, message in checks:
             if not ok:
                 raise InferenceError(message)
+        if self.mesh_target_faces is not None and importlib.util.find_spec("fast_simplification") is None:
+            raise InferenceError("--mesh_target_faces needs the fast_simplification package: pip install fast_simplification")
 
 
 @dataclass
