@@ -212,8 +212,15 @@ def test_training_checkpoints_safetensors_and_hub_ids(tmp_path, tiny_checkpoint,
     for step, weights in ((100, {k: torch.zeros_like(v) for k, v in state.items()}), (200, state)):
         atomic_torch_save({"format": CHECKPOINT_FORMAT, "step": step, "model": weights, "optimizer": {},
                            "config": reference.config.to_dict()}, checkpoint_path(run_dir, step))
-    for source in (run_dir, checkpoint_path(run_dir, 200)):
+    for source in (run_dir, checkpoint_path(run_dir, 200)):  # a run folder: its latest checkpoint
         torch.testing.assert_close(_triplanes(load_model(str(source)), object_png), expected)
+    finished = load_model(str(tiny_checkpoint))
+    with torch.no_grad():
+        finished.decoder.requires_grad_(False)
+        for parameter in finished.decoder.parameters():
+            parameter.mul_(0.5)
+    finished.save_pretrained(run_dir / FINAL_EXPORT_DIR)  # a finished run: its final/ export wins
+    torch.testing.assert_close(_triplanes(load_model(str(run_dir)), object_png), _triplanes(finished, object_png))
 
     bare = tmp_path / "bare.pt"
     torch.save({"model": state}, bare)
