@@ -235,6 +235,8 @@ def remove_cameras_and_lights(scene: bpy.types.Scene) -> None:
     for obj in list(scene.objects):
         if obj.type in {"CAMERA", "LIGHT", "LIGHT_PROBE", "LIGHTPROBE"}:
             bpy.data.objects.remove(obj, do_unlink=True)
+        elif obj.hide_viewport and not obj.hide_render:  # rendered, so it must count for the box and mesh
+            obj.hide_viewport = False
 
 
 def first_line(error: BaseException) -> str:
@@ -467,7 +469,10 @@ def setup_lighting(scene: bpy.types.Scene, random_lighting: bool, rng: np.random
 def set_render_engine(scene: bpy.types.Scene, requested: str) -> str:
     """Set the engine; EEVEE's identifier differs between Blender versions. Returns the one set."""
     name = requested.upper()
-    candidates = list(EEVEE_NAMES[:2]) if name in EEVEE_NAMES else [ENGINE_ALIASES.get(name, name)]
+    if name in EEVEE_NAMES:  # EEVEE Next is BLENDER_EEVEE_NEXT in 4.2-4.x, BLENDER_EEVEE again from 5.0
+        candidates = ["BLENDER_EEVEE", "BLENDER_EEVEE_NEXT"][::1 if bpy.app.version >= (5, 0, 0) else -1]
+    else:
+        candidates = [ENGINE_ALIASES.get(name, name)]
     for candidate in candidates:
         try:
             scene.render.engine = candidate
