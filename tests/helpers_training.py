@@ -50,6 +50,18 @@ def tiny_config(save_dir: Path, **overrides: Any) -> MiraConfig:
     return load_config(TINY_CONFIG, **values)
 
 
+def write_disk_dataset(root: Path) -> Path:
+    """8 train + 2 val analytic objects, 6 views of 32 px each, in our render format (index.json)."""
+    from mira.training.synthetic_scenes import write_synthetic_dataset
+
+    return write_synthetic_dataset(root, num_train=8, num_val=2, num_views=6, size=32, seed=3)
+
+
+def disk_config(save_dir: Path, data_dir: Path, **overrides: Any) -> MiraConfig:
+    """:func:`tiny_config` reading ``data_dir`` through :class:`mira.data.MultiViewDataset`."""
+    return tiny_config(save_dir, synthetic_objects=0, data_dir=str(data_dir), **overrides)
+
+
 def write_config(path: Path, config: MiraConfig) -> Path:
     """Save ``config`` as a nested JSON file for ``--config_path``."""
     config.save_json(path)

@@ -12,20 +12,26 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers_training import (REPO_ROOT, finish, free_port, run, start, tiny_config, torchrun_command,
-                              train_losses, write_config)
+from helpers_training import (REPO_ROOT, disk_config, finish, free_port, run, start, torchrun_command,
+                              train_losses, write_config, write_disk_dataset)
 from mira.models import MIRA
 from mira.training import checkpoint as ckpt
 
 pytestmark = pytest.mark.slow
 
 
-def test_torchrun_two_processes_and_exact_resume(tmp_path):
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A small dataset on disk in our render format, read by mira.data.MultiViewDataset."""
+    return write_disk_dataset(tmp_path_factory.mktemp("renders"))
+
+
+def test_torchrun_two_processes_and_exact_resume(tmp_path, data_dir):
     """6 steps straight == 3 steps, stop (checkpoint), resume, 3 more: same losses and weights."""
     straight, split = tmp_path / "straight", tmp_path / "split"
     torchrun = ["--standalone", "--nproc_per_node=2"]
-    config_a = write_config(tmp_path / "a.json", tiny_config(straight, max_steps=6))
-    config_b = write_config(tmp_path / "b.json", tiny_config(split, max_steps=6))
+    config_a = write_config(tmp_path / "a.json", disk_config(straight, data_dir, max_steps=6))
+    config_b = write_config(tmp_path / "b.json", disk_config(split, data_dir, max_steps=6))
 
     log = run(torchrun_command(torchrun) + ["--config_path", str(config_a)], tmp_path / "a.log")
     assert "2 process(es)" in log
@@ -54,10 +60,10 @@ def test_torchrun_two_processes_and_exact_resume(tmp_path):
         torch.testing.assert_close(weights_b[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_two_node_rendezvous_on_localhost(tmp_path):
+def test_two_node_rendezvous_on_localhost(tmp_path, data_dir):
     """Two torchrun launches (--nnodes=2, node_rank 0 and 1) meet at a c10d endpoint on localhost."""
     save_dir = tmp_path / "run"
-    config = write_config(tmp_path / "c.json", tiny_config(save_dir, max_steps=2, val_every_steps=0))
+    config = write_config(tmp_path / "c.json", disk_config(save_dir, data_dir, max_steps=2, val_every_steps=0))
     endpoint = f"127.0.0.1:{free_port()}"
     launches = []
     for node_rank in (0, 1):
@@ -72,9 +78,9 @@ def test_two_node_rendezvous_on_localhost(tmp_path):
     assert (save_dir / "final" / "config.json").is_file()
 
 
-def test_sigterm_leaves_a_loadable_checkpoint(tmp_path):
+def test_sigterm_leaves_a_loadable_checkpoint(tmp_path, data_dir):
     save_dir = tmp_path / "run"
-    config = tiny_config(save_dir, max_steps=100_000, val_every_steps=0, checkpoint_every_steps=0)
+    config = disk_config(save_dir, data_dir, max_steps=100_000, val_every_steps=0, checkpoint_every_steps=0)
     config_path = write_config(tmp_path / "c.json", config)
     log_path = tmp_path / "train.log"
     process = start([sys.executable, str(REPO_ROOT / "train_ddp.py"), "--config_path", str(config_path)], log_path)

@@ -1,0 +1,49 @@
+"""benchmarks/bench_train.py runs end to end on the CPU (--quick) and counts FLOPs without recomputation."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from helpers_training import REPO_ROOT, single_thread, tiny_config
+from mira.training import Trainer
+from mira.training.synthetic_scenes import SyntheticSceneDataset
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_train", REPO_ROOT / "benchmarks" / "bench_train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_benchmark_reports_throughput_and_mfu(bench, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    with single_thread():
+        assert bench.main(["--quick", "--steps", "2", "--warmup_steps", "0", "--peak_tflops", "1.0",
+                           "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["device"] == "cpu" and result["num_processes"] == 1
+    assert result["samples_per_s_per_gpu"] > 0 and result["rays_per_s_per_gpu"] > 0
+    # rays/s = samples/s x K views x patch^2 pixels
+    rays_per_sample = result["supervision_k"] * result["patch_size"] ** 2
+    assert result["rays_per_s_per_gpu"] == pytest.approx(result["samples_per_s_per_gpu"] * rays_per_sample, rel=1e-6)
+    assert result["model_tflops_per_sample"] > 0
+    assert result["mfu"] == pytest.approx(result["achieved_tflops_per_gpu"] / 1.0)
+    assert "| samples_per_s_per_gpu |" in capsys.readouterr().out
+
+
+def test_flop_count_excludes_checkpoint_recomputation(bench, tmp_path):
+    counts = []
+    for checkpointing in (False, True):
+        config = tiny_config(tmp_path / str(checkpointing), gradient_checkpointing=checkpointing, lpips_weight=0.0,
+                             val_every_steps=0)
+        trainer = Trainer(config, train_dataset=SyntheticSceneDataset(config, num_objects=2))
+        batch = bench.make_batch(config, 0, trainer.device)
+        with single_thread():
+            counts.append(bench.count_flops_per_sample(trainer, batch))
+        assert all(getattr(m, "gradient_checkpointing", checkpointing) == checkpointing for m in trainer.model.modules())
+    assert counts[0] > 0 and counts[0] == counts[1]
