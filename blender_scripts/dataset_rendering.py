@@ -46,6 +46,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -733,6 +734,16 @@ class atomic_file:
         return False
 
 
+OUTPUT_PATTERN = re.compile(r"^(\d{3,}(_depth|_normal)?\.(png|npy)|transforms\.json|metadata\.json|mesh\.ply)$")
+
+
+def remove_previous_outputs(out_dir: str) -> None:
+    """Delete files an earlier render of this object left (e.g. more views); other files stay."""
+    for name in os.listdir(out_dir):
+        if OUTPUT_PATTERN.match(name):
+            os.remove(os.path.join(out_dir, name))
+
+
 def write_json(path: str, value) -> None:
     with atomic_file(path, "w") as handle:
         json.dump(value, handle, indent=1)
@@ -769,6 +780,7 @@ def render_object(args: argparse.Namespace) -> str:
     object_id = args.object_id or os.path.splitext(os.path.basename(path))[0]
     out_dir = os.path.join(os.path.abspath(args.output_dir), object_id)
     os.makedirs(out_dir, exist_ok=True)
+    remove_previous_outputs(out_dir)
     rng = np.random.default_rng(args.seed)
 
     scene = reset_scene()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import pickle
 import shutil
 from pathlib import Path
 
@@ -119,6 +120,10 @@ def test_clear_errors_name_the_file(tmp_path):
     with pytest.raises(DatasetFormatError, match="transforms.json"):
         load_object_views(tmp_path)
     (tmp_path / "transforms.json").write_text(json.dumps({"frames": [{"file_path": "a.png"}], "camera_angle_x": 0.8}))
+    with pytest.raises(DatasetFormatError, match="no 'w'/'h' keys and none of its 1 images"):
+        load_object_views(tmp_path)
+    (tmp_path / "transforms.json").write_text(
+        json.dumps({"frames": [{"file_path": "a.png"}], "camera_angle_x": 0.8, "w": 8, "h": 8}))
     with pytest.raises(DatasetFormatError, match="transform_matrix"):
         load_object_views(tmp_path)
 
@@ -156,6 +161,8 @@ def test_items_have_the_spec_layout_and_match_the_mesh(dataset_root):
     for view in range(k):
         coverage = silhouette(mesh, item["target_c2w"][view].double(), item["target_intrinsics"][view].double(), h, h)
         assert iou(coverage, item["target_masks"][view, 0].numpy()) > 0.9
+    apart = MultiViewDataset(tiny_config(dataset_root, supervision_k=3, source_in_targets=False), split="train")[1]
+    assert not (apart["target_c2w"] == apart["source_c2w"]).all(-1).all(-1).any()  # K other views
     # composited on the configured background: white where the mask is empty
     empty = item["target_masks"][:, 0] == 0
     assert torch.allclose(item["target_images"].permute(1, 0, 2, 3)[:, empty], torch.tensor(1.0))
@@ -184,6 +191,8 @@ def test_sampling_is_deterministic_per_seed_epoch_index(dataset_root):
     assert not torch.equal(other_seed[0]["target_c2w"], second[0]["target_c2w"])
     second.set_epoch(1)
     assert torch.equal(first[0]["target_c2w"], second[0]["target_c2w"])
+    copied = pickle.loads(pickle.dumps(first))  # plain values outside worker start-up
+    assert copied.epoch == 1 and torch.equal(copied[0]["target_c2w"], first[0]["target_c2w"])
     validation = MultiViewDataset(config, "val", seed=5)
     before = validation[0]["target_c2w"]
     validation.set_epoch(7)  # validation samples never change

@@ -171,11 +171,12 @@ def read_transforms_views(object_dir: str | Path, split: str | None = None, worl
         if not isinstance(frames, list) or not frames:
             raise DatasetFormatError(f"{path}: no 'frames' list")
         _warn_distortion(content, path)
-        for number, frame in enumerate(frames):
-            image_path = _frame_image(path.parent, frame, path, number)
+        paths = [_frame_image(path.parent, frame, path, number) for number, frame in enumerate(frames)]
+        default_size = _default_image_size(content, frames, paths, path)
+        for number, (frame, image_path) in enumerate(zip(frames, paths)):
             image_paths.append(image_path)
             c2w.append(_frame_pose(frame, path, number, world_scale))
-            intrinsics.append(_frame_intrinsics(content, frame, image_path, path, number))
+            intrinsics.append(_frame_intrinsics(content, frame, default_size, path))
     return ViewIndex(object_dir, "transforms", image_paths, torch.stack(c2w), torch.stack(intrinsics),
                      world_scale=world_scale)
 
@@ -215,18 +216,28 @@ def _frame_pose(frame: dict, source: Path, number: int, world_scale: float) -> T
     return c2w.float()
 
 
-def _frame_intrinsics(content: dict, frame: dict, image_path: Path, source: Path, number: int) -> Tensor:
+def _default_image_size(content: dict, frames: list[dict], paths: list[Path], source: Path) -> tuple[int, int]:
+    """(w, h) from the file's keys, else from the first readable image (views share a size)."""
+    if content.get("w") is not None and content.get("h") is not None:
+        return int(content["w"]), int(content["h"])
+    if all(f.get("w") is not None and f.get("h") is not None for f in frames):
+        return int(frames[0]["w"]), int(frames[0]["h"])
+    for image_path in paths:
+        try:
+            return image_size(image_path)
+        except ImageLoadError:
+            continue
+    raise DatasetFormatError(f"{source}: no 'w'/'h' keys and none of its {len(paths)} images can be read")
+
+
+def _frame_intrinsics(content: dict, frame: dict, default_size: tuple[int, int], source: Path) -> Tensor:
     """Normalised intrinsics from per-frame keys, then file-level keys (nerfstudio), else camera_angle_x."""
 
     def key(name: str):
         return frame.get(name, content.get(name))
 
-    width, height = key("w"), key("h")
-    if width is None or height is None:
-        try:
-            width, height = image_size(image_path)
-        except ImageLoadError as error:
-            raise DatasetFormatError(f"{source}: frame {number}: no 'w'/'h' and {error}") from error
+    width = key("w") if key("w") is not None else default_size[0]
+    height = key("h") if key("h") is not None else default_size[1]
     if key("fl_x") is not None:
         fx = float(key("fl_x"))
         fy = float(key("fl_y") if key("fl_y") is not None else fx)
