@@ -27,11 +27,14 @@ def data_dir(tmp_path_factory):
 
 
 def test_torchrun_two_processes_and_exact_resume(tmp_path, data_dir):
-    """6 steps straight == 3 steps, stop (checkpoint), resume, 3 more: same losses and weights."""
+    """6 steps straight == 3 steps, stop (checkpoint), resume, 3 more: same losses and weights.
+
+    2 ranks x 2 accumulated micro-batches of 1 object: 2 steps per epoch of 8 objects, so the
+    run crosses epochs and resumes in the middle of one."""
     straight, split = tmp_path / "straight", tmp_path / "split"
     torchrun = ["--standalone", "--nproc_per_node=2"]
-    config_a = write_config(tmp_path / "a.json", disk_config(straight, data_dir, max_steps=6))
-    config_b = write_config(tmp_path / "b.json", disk_config(split, data_dir, max_steps=6))
+    config_a = write_config(tmp_path / "a.json", disk_config(straight, data_dir, max_steps=6, grad_accum_steps=2))
+    config_b = write_config(tmp_path / "b.json", disk_config(split, data_dir, max_steps=6, grad_accum_steps=2))
 
     log = run(torchrun_command(torchrun) + ["--config_path", str(config_a)], tmp_path / "a.log")
     assert "2 process(es)" in log

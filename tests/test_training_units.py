@@ -277,6 +277,39 @@ def test_too_many_nonfinite_steps_in_a_row_stop_the_run(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))  # no update applied
 
 
+# ---------------------------------------------------------------------- accumulation, initialisation
+def test_gradient_accumulation_matches_one_large_batch(tmp_path):
+    """2 micro-batches of 1 object == 1 batch of 2 objects (loss and gradient norm)."""
+    from torch.utils.data import default_collate
+
+    results = []
+    for name, batch_size, accum in (("large", 2, 1), ("accumulated", 1, 2)):
+        config = tiny_config(tmp_path / name, batch_size=batch_size, grad_accum_steps=accum, patch_size=0,
+                             lpips_weight=0.0, val_every_steps=0)
+        dataset = SyntheticSceneDataset(config, num_objects=2)
+        trainer = Trainer(config, train_dataset=dataset)
+        trainer.model.eval()  # deterministic ray samples, so both runs render the same points
+        items = [dataset[0], dataset[1]]
+        micro = [default_collate(items)] if accum == 1 else [default_collate([item]) for item in items]
+        results.append(trainer.train_step(micro))
+    large, accumulated = results
+    assert accumulated.loss == pytest.approx(large.loss, rel=1e-5)
+    assert accumulated.grad_norm == pytest.approx(large.grad_norm, rel=1e-4)
+    assert accumulated.samples == large.samples == 2
+
+
+def test_preloading_from_a_save_pretrained_directory(tmp_path):
+    first = Trainer(tiny_config(tmp_path / "first", max_steps=2, val_every_steps=0))
+    first.fit()
+    exported = tmp_path / "first" / "final"
+    config = tiny_config(tmp_path / "second", model_preloading_strategy=str(exported), max_steps=3)
+    second = Trainer(config)
+    assert second.state.step == 0  # fresh optimiser and schedule ...
+    reference = MIRA.from_pretrained(exported).state_dict()
+    for name, tensor in second.model.state_dict().items():  # ... from the exported weights
+        torch.testing.assert_close(tensor, reference[name], msg=name)
+
+
 # ---------------------------------------------------------------------- config checks
 def test_training_config_errors_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="mixed_precision"):

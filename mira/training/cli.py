@@ -12,11 +12,13 @@ import dataclasses
 import json
 import types
 import typing
+from pathlib import Path
 from typing import Any, Sequence
 
 from mira.config import ConfigError, MiraConfig, load_config
 
 DEFAULT_CONFIG_PATH = "configs/config.json"
+REPO_DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / DEFAULT_CONFIG_PATH
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -119,7 +121,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[MiraConfig, argparse.
     parser = build_parser()
     namespace = parser.parse_args(argv)
     overrides = parse_overrides(namespace)
-    return load_config(namespace.config_path, **overrides), namespace
+    config_path = Path(namespace.config_path)
+    if namespace.config_path == DEFAULT_CONFIG_PATH and not config_path.is_file() and REPO_DEFAULT_CONFIG.is_file():
+        config_path = REPO_DEFAULT_CONFIG  # run from outside the repository
+    return load_config(config_path, **overrides), namespace
 
 
 def _type_name(hint: Any) -> str:

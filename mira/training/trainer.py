@@ -561,6 +561,9 @@ class Trainer:
                   "mask": step_result.mask, "grad_norm": step_result.grad_norm,
                   "lr": self.optimizer.param_groups[0]["lr"], "samples_per_s": samples_per_s,
                   "rays_per_s": rays_per_s, "epoch": float(self.state.epoch)}
+        skipped = getattr(self.train_dataset, "num_skipped", None)
+        if skipped is not None:  # unreadable images the dataset replaced (it logs each file)
+            values["skipped_images"] = float(skipped)
         if self.device.type == "cuda":
             values["max_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         self.logger.log_scalars(self.state.step, values)
