@@ -91,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from mira.evaluation.fit_object import FitEvaluationSettings, fit_object, load_views
+    from mira.data import DatasetFormatError, ImageLoadError
     from mira.evaluation.metrics import MissingWeightsError
 
     options = FitOptions(
@@ -108,9 +109,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     try:
         options.validate()
         config = load_cli_config(args.config, args.set)
-        views = load_views(args.data)
+        views = load_views(args.data, config)
         metrics = fit_object(views, args.out, config, options, settings, device=args.device, object_name=Path(args.data).name)
-    except (ConfigError, FileNotFoundError, MissingWeightsError, ValueError, RuntimeError) as error:
+    except (ConfigError, DatasetFormatError, ImageLoadError, FileNotFoundError, MissingWeightsError, ValueError) as error:
         raise SystemExit(f"mira.fit: error: {error}") from error
     print(summary_line(metrics))
     return metrics

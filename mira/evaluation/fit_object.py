@@ -59,13 +59,17 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     return resolved
 
 
-def load_views(object_dir: str | Path) -> Any:
-    """``mira.data.load_object_views`` with a clear error for a missing directory."""
-    from mira.data import load_object_views
+def load_views(object_dir: str | Path, config: MiraConfig | None = None) -> Any:
+    """Every view of one object folder (``mira.data.load_object_views``), any supported layout.
+
+    zero123 ``views_release`` folders are scaled into our world by ``data.zero123_world_scale``
+    as in training. A missing folder is a clear error.
+    """
+    from mira.data import detect_format, load_object_views
 
     object_dir = Path(object_dir)
     if not object_dir.is_dir():
@@ -73,7 +77,10 @@ def load_views(object_dir: str | Path) -> Any:
             f"object directory not found: {object_dir}; pass --data DIR/<object_id> (a folder with the renders "
             "and transforms.json written by blender_scripts/dataset_rendering.py)"
         )
-    return load_object_views(object_dir)
+    scale = None
+    if config is not None and detect_format(object_dir) == "zero123":
+        scale = config.data.zero123_world_scale
+    return load_object_views(object_dir, world_scale=scale)
 
 
 def fit_object(

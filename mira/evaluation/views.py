@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from mira.data.images import composite, resize
 
 
 @dataclass
@@ -64,22 +65,6 @@ class ViewSet:
         )
 
 
-def composite_on_background(rgba: Tensor, background: Sequence[float]) -> tuple[Tensor, Tensor]:
-    """RGBA (N, 4, H, W) straight alpha -> RGB (N, 3, H, W) over ``background`` and alpha (N, 1, H, W)."""
-    if rgba.dim() != 4 or rgba.shape[1] != 4:
-        raise ValueError(f"expected RGBA images (N, 4, H, W), got {tuple(rgba.shape)}")
-    rgb, alpha = rgba[:, :3], rgba[:, 3:4]
-    color = torch.as_tensor(background, dtype=rgba.dtype, device=rgba.device).view(1, 3, 1, 1)
-    return rgb * alpha + color * (1.0 - alpha), alpha
-
-
-def resize_images(images: Tensor, size: int) -> Tensor:
-    """(N, C, H, W) -> (N, C, size, size), antialiased bilinear; unchanged if already that size."""
-    if images.shape[-2:] == (size, size):
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
-
-
 def prepare_views(views: Any, size: int, background: Sequence[float]) -> ViewSet:
     """An :class:`ObjectViews` (``mira.data.load_object_views``) -> :class:`ViewSet` at ``size`` px.
 
@@ -91,10 +76,12 @@ def prepare_views(views: Any, size: int, background: Sequence[float]) -> ViewSet
     """
     if size < 1:
         raise ValueError(f"render size must be positive, got {size}")
-    rgb, alpha = composite_on_background(views.images.float(), background)
+    if views.images.dim() != 4 or views.images.shape[1] != 4:
+        raise ValueError(f"expected RGBA images (N, 4, H, W), got {tuple(views.images.shape)}")
+    images = views.images.float()
     return ViewSet(
-        rgb=resize_images(rgb, size),
-        mask=resize_images(alpha, size),
+        rgb=resize(composite(images, background), size),
+        mask=resize(images[:, 3:4], size),
         c2w=views.c2w.float(),
         intrinsics=views.intrinsics.float(),
         names=list(views.names),

@@ -1,0 +1,275 @@
+"""The evaluation protocol of a trained checkpoint on held-out objects (``python -m mira.evaluate``).
+
+For each object (``docs/EVALUATION.md`` states the protocol in full):
+
+1. load every view (:func:`mira.data.load_object_views`);
+2. the *source view* is the view at position ``source_view`` (default 0: the first view in the
+   folder's order, ``000.png`` for our renders and zero123's); its RGBA image is composited on
+   the renderer background and resized to ``model.source_size`` exactly as in training
+   (:class:`mira.data.MultiViewDataset`), and its real camera is the model's source camera;
+3. the model reconstructs triplanes and renders **every other view** at ``render_size`` with
+   deterministic (eval-mode) sampling;
+4. scores per view: PSNR, SSIM, LPIPS, mask IoU (:mod:`mira.evaluation.scoring`); the object's
+   figure is the mean over its views;
+5. the mesh (marching cubes of the density at ``mesh_resolution``) is scored against the
+   object's ``mesh.ply`` with Chamfer distance and F-score@tau (:mod:`mira.evaluation.geometry`),
+   with no alignment: cameras and world frame are known.
+
+The dataset figure is the mean over objects (each object weighs the same). An object that
+cannot be read is logged, listed under ``failed`` and left out of the means.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from mira.evaluation.geometry import DEFAULT_FSCORE_TAUS, DEFAULT_NUM_SAMPLES, load_mesh
+from mira.evaluation.report import comparison_grid, markdown_table, save_png, write_json, write_text
+from mira.evaluation.scoring import IMAGE_METRICS, ImageScorer, mean_scores, score_mesh
+from mira.evaluation.views import ViewSet, prepare_views
+
+logger = logging.getLogger(__name__)
+
+# Metrics averaged into the dataset means (geometry ones only where a ground-truth mesh exists).
+GEOMETRY_HEADLINE = ("chamfer", "accuracy", "completeness")
+
+
+@dataclass
+class EvaluationSettings:
+    """Protocol settings (the flags of ``python -m mira.evaluate``)."""
+
+    split: str = "val"
+    # Side of the rendered and ground-truth images; None takes cfg.data.render_size.
+    render_size: int | None = None
+    # Position of the source view in each object's view list.
+    source_view: int = 0
+    lpips_backbone: str = "pretrained"
+    lpips_net: str = "vgg"
+    mesh_resolution: int = 256
+    density_threshold: float | None = None
+    fscore_taus: Sequence[float] = field(default_factory=lambda: list(DEFAULT_FSCORE_TAUS))
+    geometry_samples: int = DEFAULT_NUM_SAMPLES
+    # Views rendered per renderer call (memory bound; the renderer also chunks rays).
+    views_per_batch: int = 8
+    max_objects: int | None = None
+    save_renders: bool = True
+    save_meshes: bool = False
+    seed: int = 0
+    progress: bool = True
+
+
+def list_objects(data_dir: str | Path, split: str) -> list[tuple[str, Path]]:
+    """The objects to evaluate, as ``(object_id, folder)`` pairs.
+
+    ``data_dir`` may be a dataset root with ``index.json`` (its ``split`` list), a folder of
+    object folders (all of them, sorted by name), or a single object folder.
+    """
+    from mira.data import DatasetFormatError, detect_format, read_index
+
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"dataset directory not found: {data_dir} (pass --data)")
+    if (data_dir / "index.json").is_file():
+        index = read_index(data_dir)
+        if split not in index:
+            raise ValueError(f"{data_dir / 'index.json'} has no '{split}' split; it has {sorted(index)} (pass --split)")
+        return [(object_id, data_dir / object_id) for object_id in index[split]]
+    try:
+        detect_format(data_dir)
+        return [(data_dir.name, data_dir)]
+    except DatasetFormatError:
+        pass
+    folders = sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise FileNotFoundError(
+            f"{data_dir} holds no index.json, no views and no object folders; pass a dataset written by "
+            "load_input_data.py or blender_scripts/dataset_rendering.py"
+        )
+    return [(p.name, p) for p in folders]
+
+
+def source_and_targets(num_views: int, source_view: int) -> tuple[int, list[int]]:
+    """The source view index and the target indices (every other view, in order)."""
+    if num_views < 2:
+        raise ValueError(f"an object needs at least 2 views (1 source + 1 target), got {num_views}")
+    if not -num_views <= source_view < num_views:
+        raise ValueError(f"source_view {source_view} is out of range for {num_views} views")
+    source = source_view % num_views
+    return source, [i for i in range(num_views) if i != source]
+
+
+def source_image(views: Any, index: int, size: int, background: Sequence[float]) -> Tensor:
+    """The model input of view ``index``: RGB (3, size, size) over ``background``, as in training."""
+    from mira.data.images import composite, resize
+
+    return resize(composite(views.images[index].float(), background), size)
+
+
+@torch.no_grad()
+def reconstruct_and_render(
+    model: torch.nn.Module, image: Tensor, source_c2w: Tensor, source_intrinsics: Tensor, targets: ViewSet, views_per_batch: int
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Triplanes (1, 3, C, R, R) from one source image (3, S, S) and renders (V, C, H, W) of ``targets``."""
+    device = next(model.parameters()).device
+    triplanes = model.forward_triplanes(image[None].to(device), source_c2w[None].to(device), source_intrinsics[None].to(device))
+    height, width = targets.size
+    chunks = []
+    for start in range(0, len(targets), views_per_batch):
+        c2w = targets.c2w[start : start + views_per_batch][None].to(device)
+        intrinsics = targets.intrinsics[start : start + views_per_batch][None].to(device)
+        chunks.append(model.renderer.render_images(triplanes, c2w, intrinsics, height, width))
+    rendered = {key: torch.cat([chunk[key][0] for chunk in chunks], dim=0).float() for key in chunks[0]}
+    return triplanes, rendered
+
+
+def evaluate_object(
+    model: torch.nn.Module, views: Any, settings: EvaluationSettings, scorer: ImageScorer, truth_mesh: Any | None
+) -> tuple[dict[str, Any], dict[str, Tensor], ViewSet, Any | None]:
+    """Run the protocol on one object's views.
+
+    Returns:
+        (metrics, renders (V, C, H, W), the target views, the extracted mesh or None).
+    """
+    config = model.config
+    size = settings.render_size or config.data.render_size
+    background = config.renderer.background_color
+    source, target_index = source_and_targets(len(views.names), settings.source_view)
+    image = source_image(views, source, config.model.source_size, background)
+    targets = prepare_views(views, size, background).subset(target_index)
+    triplanes, rendered = reconstruct_and_render(
+        model, image, views.c2w[source].float(), views.intrinsics[source].float(), targets, settings.views_per_batch
+    )
+    device = triplanes.device
+    per_view = scorer.score_views(rendered["rgb"], targets.rgb.to(device), rendered["opacity"], targets.mask.to(device))
+    mesh, geometry = score_mesh(
+        model.renderer, triplanes, truth_mesh, settings.mesh_resolution, settings.density_threshold,
+        settings.fscore_taus, settings.geometry_samples, seed=settings.seed,
+    )
+    metrics = {
+        **mean_scores(per_view, IMAGE_METRICS),
+        **geometry,
+        "source_view": views.names[source],
+        "num_target_views": len(targets),
+        "has_ground_truth_mesh": truth_mesh is not None,
+        "mesh_faces": 0 if mesh is None else int(len(mesh.faces)),
+        "per_view": [{"view": name, **score} for name, score in zip(targets.names, per_view)],
+    }
+    return metrics, rendered, targets, mesh
+
+
+def evaluate_dataset(
+    model: torch.nn.Module, data_dir: str | Path, out_dir: str | Path, settings: EvaluationSettings
+) -> dict[str, Any]:
+    """Evaluate every object of ``settings.split``; write ``metrics.json`` and ``metrics.md``.
+
+    Returns the summary written to metrics.json: ``{"mean": {...}, "objects": {id: {...}},
+    "failed": [...], "protocol": {...}}``.
+    """
+    from mira.evaluation.fit_object import load_views
+
+    out_dir = Path(out_dir)
+    model.eval()
+    device = next(model.parameters()).device
+    scorer = ImageScorer(settings.lpips_backbone, settings.lpips_net, device)
+    objects = list_objects(data_dir, settings.split)
+    if settings.max_objects is not None:
+        objects = objects[: settings.max_objects]
+    results: dict[str, dict[str, Any]] = {}
+    failed: list[dict[str, str]] = []
+    start = time.perf_counter()
+    for object_id, folder in tqdm(objects, desc="evaluate", disable=not settings.progress, dynamic_ncols=True):
+        try:
+            views = load_views(folder, model.config)
+            truth = load_mesh(views.mesh_path) if views.mesh_path is not None else None
+            metrics, rendered, targets, mesh = evaluate_object(model, views, settings, scorer, truth)
+        except (OSError, ValueError) as error:  # unreadable folder / images / mesh: skip, log, go on
+            logger.warning("skipping object %s: %s", object_id, error)
+            failed.append({"object": object_id, "error": f"{type(error).__name__}: {error}"})
+            continue
+        results[object_id] = metrics
+        write_object_outputs(out_dir, object_id, rendered, targets, mesh, settings)
+        logger.info("%s: PSNR %.2f, Chamfer %s", object_id, metrics["psnr"], metrics.get("chamfer", "n/a"))
+    summary = summarise(results, failed, settings, scorer, model, time.perf_counter() - start, data_dir)
+    write_json(summary, out_dir / "metrics.json")
+    write_text(markdown_report(summary), out_dir / "metrics.md")
+    return summary
+
+
+def summarise(
+    results: dict[str, dict[str, Any]],
+    failed: list[dict[str, str]],
+    settings: EvaluationSettings,
+    scorer: ImageScorer,
+    model: torch.nn.Module,
+    seconds: float,
+    data_dir: str | Path,
+) -> dict[str, Any]:
+    """Per-object figures, their means (objects weigh equally) and the protocol settings."""
+    geometry_keys = list(GEOMETRY_HEADLINE)
+    geometry_keys += [f"{name}@{tau:g}" for tau in settings.fscore_taus for name in ("fscore", "precision", "recall")]
+    with_mesh = [m for m in results.values() if m["has_ground_truth_mesh"]]
+    mean = mean_scores(list(results.values()), IMAGE_METRICS)
+    if with_mesh:  # a failed mesh counts F-score 0 and is left out of the Chamfer mean (NaN)
+        mean.update(mean_scores(with_mesh, geometry_keys))
+    config = model.config
+    return {
+        "mean": mean,
+        "num_objects": len(results),
+        "num_objects_with_mesh": len(with_mesh),
+        "num_failed_meshes": sum(1 for m in with_mesh if m["mesh_faces"] == 0),
+        "objects": results,
+        "failed": failed,
+        "protocol": {
+            **{k: (list(v) if isinstance(v, (tuple, list)) else v) for k, v in asdict(settings).items()},
+            "render_size": settings.render_size or config.data.render_size,
+            "source_size": config.model.source_size,
+            "background_color": list(config.renderer.background_color),
+            "rendering_samples_per_ray": config.renderer.rendering_samples_per_ray,
+            "importance_samples_per_ray": config.renderer.importance_samples_per_ray,
+            "lpips_model": scorer.description,
+            "chamfer": "(mean_p min_g |p-g| + mean_g min_p |g-p|) / 2, Euclidean, world units, no alignment",
+            "data": str(data_dir),
+        },
+        "seconds": seconds,
+        "device": str(next(model.parameters()).device),
+    }
+
+
+def markdown_report(summary: dict[str, Any]) -> str:
+    """The Markdown table of per-object figures with the mean as the last row."""
+    rows = [(object_id, metrics) for object_id, metrics in summary["objects"].items()]
+    rows.append(("**mean**", summary["mean"]))
+    protocol = summary["protocol"]
+    lines = [
+        f"# MIRA evaluation: {summary['num_objects']} objects ({protocol['split']} split of {protocol['data']})",
+        "",
+        f"Source view {protocol['source_view']}, every other view rendered at {protocol['render_size']} px over "
+        f"background {protocol['background_color']}; LPIPS: {protocol['lpips_model']}; mesh "
+        f"{protocol['mesh_resolution']}^3, Chamfer / F-score from {protocol['geometry_samples']} surface samples "
+        "(world units; see docs/EVALUATION.md).",
+        "",
+        markdown_table(rows),
+    ]
+    if summary["failed"]:
+        lines += ["", "Skipped objects:", ""] + [f"- {item['object']}: {item['error']}" for item in summary["failed"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_object_outputs(
+    out_dir: Path, object_id: str, rendered: dict[str, Tensor], targets: ViewSet, mesh: Any | None, settings: EvaluationSettings
+) -> None:
+    """Per-object comparison image (targets over renders) and, if asked, the mesh."""
+    if settings.save_renders:
+        save_png(comparison_grid(rendered["rgb"], targets.rgb), out_dir / "renders" / f"{object_id}.png")
+    if settings.save_meshes and mesh is not None:
+        from mira.export.mesh import save_mesh
+
+        save_mesh(mesh, out_dir / "meshes" / f"{object_id}.ply")
