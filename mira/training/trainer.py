@@ -89,6 +89,12 @@ class FitResult:
     losses: list[float] = field(default_factory=list)
 
 
+def ignore_sigint(worker_id: int) -> None:
+    """DataLoader worker init: Ctrl-C reaches the whole process group, but only the training
+    process should react (checkpoint, then exit); a worker dying on it would break the step."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def check_train_config(config: MiraConfig) -> None:
     """Check training keys that :meth:`MiraConfig.validate` does not; raise :class:`ConfigError`."""
     t = config.train
@@ -254,11 +260,13 @@ class Trainer:
 
     def _make_loader(self, dataset: Dataset, sampler: DistributedSampler, drop_last: bool,
                      batch_size: int | None = None) -> DataLoader:
+        # Workers are not persistent: set_epoch on any dataset reaches fresh workers each epoch.
         workers = self.config.data.num_workers
         return DataLoader(dataset, batch_size=batch_size or self.train_cfg.batch_size, sampler=sampler,
                           num_workers=workers, pin_memory=self.device.type == "cuda", drop_last=drop_last,
                           generator=self.loader_generator, persistent_workers=False,
-                          prefetch_factor=4 if workers > 0 else None)
+                          prefetch_factor=4 if workers > 0 else None,
+                          worker_init_fn=ignore_sigint if workers > 0 else None)
 
     def _make_val_loader(self, dataset: Dataset | None) -> DataLoader | None:
         if dataset is None or self.train_cfg.val_every_steps == 0:
@@ -597,11 +605,17 @@ class Trainer:
             yield
             return
 
+        first_signal_time: list[float] = []
+
         def request_stop(signum: int, frame: Any) -> None:
-            if self._stop_requested and signum == signal.SIGINT:
+            now = time.monotonic()
+            # A second Ctrl-C aborts; a copy forwarded by a wrapper (timeout, srun) within 2 s does not.
+            if self._stop_requested and signum == signal.SIGINT and now - first_signal_time[0] > 2.0:
                 raise KeyboardInterrupt
+            if not self._stop_requested:
+                first_signal_time.append(now)
+                LOGGER.warning("received %s: will save a checkpoint after this step", signal.Signals(signum).name)
             self._stop_requested = True
-            LOGGER.warning("received %s: will save a checkpoint after this step", signal.Signals(signum).name)
 
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
