@@ -11,6 +11,7 @@ import sys
 from typing import Sequence
 
 from mira.config import ConfigError
+from mira.models.encoder import EncoderWeightsNotFoundError
 from mira.training.cli import parse_args
 from mira.training.distributed import cleanup_distributed, setup_distributed
 from mira.training.trainer import NonFiniteLossError, Trainer
@@ -35,7 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(context.rank)
     try:
         result = Trainer(config, context=context).fit()
-    except ConfigError as error:
+    except (ConfigError, FileNotFoundError, EncoderWeightsNotFoundError) as error:
+        # bad settings, no dataset index, missing DINOv2 / LPIPS / checkpoint weights: the message says the fix
         LOGGER.error("%s", error)
         return 2
     except NonFiniteLossError as error:
