@@ -17,12 +17,15 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from mira.config import ConfigError, MiraConfig, load_config
 from mira.evaluation.fitting import FitOptions
 from mira.evaluation.geometry import DEFAULT_FSCORE_TAUS, DEFAULT_NUM_SAMPLES
 from mira.evaluation.scoring import LPIPS_BACKBONES
+
+if TYPE_CHECKING:
+    from mira.evaluation.fit_object import FitEvaluationSettings
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -87,26 +90,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from mira.evaluation.fit_object import FitEvaluationSettings, fit_object, load_views
-    from mira.data import DatasetFormatError, ImageLoadError
-    from mira.evaluation.metrics import MissingWeightsError
-
-    options = FitOptions(
+def options_from_args(args: argparse.Namespace) -> FitOptions:
+    """The optimisation settings of parsed CLI arguments."""
+    return FitOptions(
         steps=args.steps, batch_rays=args.batch_rays, lr=args.lr, mlp_lr=args.mlp_lr,
         final_lr_ratio=args.final_lr_ratio, mask_loss_weight=args.mask_loss_weight, tv_weight=args.tv_weight,
         triplane_res=args.triplane_res, triplane_dim=args.triplane_dim, init_std=args.init_std, seed=args.seed,
     )
-    settings = FitEvaluationSettings(
+
+
+def settings_from_args(args: argparse.Namespace) -> "FitEvaluationSettings":
+    """The scoring / output settings of parsed CLI arguments."""
+    from mira.evaluation.fit_object import FitEvaluationSettings
+
+    return FitEvaluationSettings(
         render_size=args.render_size, holdout_every=args.holdout_every, lpips_backbone=args.lpips_backbone,
         lpips_net=args.lpips_net, mesh_resolution=args.mesh_resolution, density_threshold=args.density_threshold,
         fscore_taus=args.fscore_tau, geometry_samples=args.geometry_samples, video_frames=args.video_frames,
         video_elevation_deg=args.video_elevation, save_mesh=not args.no_mesh,
         tensorboard=not args.no_tensorboard, progress=not args.quiet,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the fit; returns the metrics written to ``OUT/metrics.json``. Errors exit with a message."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from mira.data import DatasetFormatError, ImageLoadError
+    from mira.evaluation.fit_object import fit_object, load_views
+    from mira.evaluation.metrics import MissingWeightsError
+
     try:
+        options, settings = options_from_args(args), settings_from_args(args)
         options.validate()
         config = load_cli_config(args.config, args.set)
         views = load_views(args.data, config)

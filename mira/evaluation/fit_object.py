@@ -107,6 +107,7 @@ def fit_object(
     size = settings.render_size or config.data.render_size
     # Build LPIPS first: a missing backbone file should fail before a long fit, not after.
     scorer = ImageScorer(settings.lpips_backbone, settings.lpips_net, device)
+    scorer.check_size(size)
     if truth_mesh is None and getattr(views, "mesh_path", None) is not None:
         truth_mesh = load_mesh(views.mesh_path)
     all_views = prepare_views(views, size, config.renderer.background_color)

@@ -179,6 +179,7 @@ def evaluate_dataset(
     model.eval()
     device = next(model.parameters()).device
     scorer = ImageScorer(settings.lpips_backbone, settings.lpips_net, device)
+    scorer.check_size(settings.render_size or model.config.data.render_size)
     objects = list_objects(data_dir, settings.split)
     if settings.max_objects is not None:
         objects = objects[: settings.max_objects]

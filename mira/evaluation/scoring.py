@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from typing import TYPE_CHECKING, Sequence
 
 import torch
@@ -23,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 LPIPS_BACKBONES = ("pretrained", "random", "none")
 IMAGE_METRICS = ("psnr", "ssim", "lpips", "mask_iou")
+# Smallest image side each LPIPS network accepts (its pooling stages need at least this).
+LPIPS_MIN_SIZE = {"vgg": 16, "alex": 31, "squeeze": 17}
 
 
 class ImageScorer:
@@ -44,7 +47,18 @@ class ImageScorer:
         self.lpips_net = lpips_net
         self.lpips = None
         if lpips_backbone != "none":
-            self.lpips = build_lpips(lpips_net, pretrained_backbone=lpips_backbone == "pretrained").to(device)
+            with warnings.catch_warnings():  # torchvision's "pretrained is deprecated" from inside lpips
+                warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
+                self.lpips = build_lpips(lpips_net, pretrained_backbone=lpips_backbone == "pretrained").to(device)
+
+    def check_size(self, size: int) -> None:
+        """Raise a clear ``ValueError`` if LPIPS cannot score ``size`` x ``size`` images."""
+        minimum = LPIPS_MIN_SIZE.get(self.lpips_net, 0)
+        if self.lpips is not None and size < minimum:
+            raise ValueError(
+                f"LPIPS-{self.lpips_net} needs images of at least {minimum} px, got {size}: raise --render_size, "
+                "use --lpips_net vgg (16 px) or --lpips_backbone none"
+            )
 
     @property
     def description(self) -> str:
