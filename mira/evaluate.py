@@ -3,8 +3,8 @@
     python -m mira.evaluate --checkpoint checkpoints/mira-base/final --data data/renders \\
         --split val --out outputs/eval [--render_size 128] [--lpips_backbone pretrained]
 
-Each object's source view (default: its first view, ``000``) is reconstructed and every other
-view is rendered and scored (PSNR, SSIM, LPIPS, mask IoU); the mesh is scored against the
+Each object's source view (default: the view nearest 20 degrees elevation) is reconstructed and
+every other view is rendered and scored (PSNR, SSIM, LPIPS, mask IoU); the mesh is scored against the
 object's ``mesh.ply`` (Chamfer distance, F-score@tau). Writes ``OUT/metrics.json`` (per-object
 and mean figures, the protocol settings), ``OUT/metrics.md`` (a Markdown table) and
 ``OUT/renders/<object>.png``. The protocol is in ``docs/EVALUATION.md``.
@@ -30,7 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="val", help="split of index.json to evaluate")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--render_size", type=int, default=None, help="image side rendered and scored (default: the config's render_size)")
-    parser.add_argument("--source_view", type=int, default=0, help="position of the source view in each object's views")
+    parser.add_argument("--source_view", type=int, default=None,
+                        help="position of the source view in each object's views (default: chosen by elevation)")
+    parser.add_argument("--source_elevation", type=float, default=20.0,
+                        help="without --source_view: use the view whose camera elevation is closest to this (degrees)")
     parser.add_argument("--lpips_backbone", choices=LPIPS_BACKBONES, default="pretrained",
                         help="pretrained: the real LPIPS (needs the torchvision weights file); random: smoke tests only; none")
     parser.add_argument("--lpips_net", choices=("vgg", "alex", "squeeze"), default="vgg")
@@ -60,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from mira.inference.errors import InferenceError
 
     settings = EvaluationSettings(
-        split=args.split, render_size=args.render_size, source_view=args.source_view,
+        split=args.split, render_size=args.render_size, source_view=args.source_view, source_elevation_deg=args.source_elevation,
         lpips_backbone=args.lpips_backbone, lpips_net=args.lpips_net, mesh_resolution=args.mesh_resolution,
         density_threshold=args.density_threshold, fscore_taus=args.fscore_tau, geometry_samples=args.geometry_samples,
         views_per_batch=args.views_per_batch, max_objects=args.max_objects, save_renders=not args.no_renders,

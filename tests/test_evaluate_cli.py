@@ -9,6 +9,7 @@ import torch
 
 from helpers_evaluation import write_sphere_dataset
 from mira.config import load_config
+from mira.data import load_object_views
 from mira.evaluation.metrics import psnr
 from mira.evaluation.protocol import list_objects, source_and_targets
 
@@ -47,13 +48,21 @@ def run_evaluate(tiny_checkpoint, data, out, *extra):
 
 
 def test_source_view_choice_is_deterministic():
-    assert source_and_targets(4, 0) == (0, [1, 2, 3])
-    assert source_and_targets(4, 2) == (2, [0, 1, 3])
-    assert source_and_targets(4, -1) == (3, [0, 1, 2])
+    from mira.cameras import look_at, spherical_to_cartesian
+
+    elevations = torch.tensor([-40.0, 35.0, 17.0, 24.0, 60.0])
+    eyes = spherical_to_cartesian(torch.arange(5) * 70.0, elevations, torch.full((5,), 2.5))
+    c2w = look_at(eyes)
+    assert source_and_targets(c2w, None) == (2, [0, 1, 3, 4])  # 17 deg is nearest 20
+    assert source_and_targets(c2w, None, elevation_deg=50.0)[0] == 4
+    tied = torch.cat([c2w[3:4], c2w[:3], c2w[3:]])  # the 24 deg camera at positions 0 and 4
+    assert source_and_targets(tied, None, elevation_deg=24.0)[0] == 0  # ties -> the first
+    assert source_and_targets(c2w, 1) == (1, [0, 2, 3, 4])
+    assert source_and_targets(c2w, -1) == (4, [0, 1, 2, 3])
     with pytest.raises(ValueError, match="out of range"):
-        source_and_targets(4, 4)
+        source_and_targets(c2w, 5)
     with pytest.raises(ValueError, match="at least 2 views"):
-        source_and_targets(1, 0)
+        source_and_targets(c2w[:1], None)
 
 
 def test_object_listing(dataset, tmp_path):
@@ -72,16 +81,21 @@ def test_evaluate_writes_per_object_and_mean_figures(tiny_checkpoint, dataset, t
     assert summary["num_objects"] == 2
     assert [item["object"] for item in summary["failed"]] == ["broken_object"]
     objects = summary["objects"]
-    for metrics in objects.values():
-        assert metrics["source_view"] == "000"
-        assert [v["view"] for v in metrics["per_view"]] == ["001", "002", "003"]
+    for object_id, metrics in objects.items():
+        views = load_object_views(dataset / object_id)
+        centres = views.c2w[:, :3, 3]
+        elevation = torch.rad2deg(torch.atan2(centres[:, 2], centres[:, :2].norm(dim=-1)))
+        source = int((elevation - 20.0).abs().argmin())
+        assert metrics["source_view"] == views.names[source]
+        assert metrics["source_elevation_deg"] == pytest.approx(float(elevation[source]), abs=1e-3)
+        assert [v["view"] for v in metrics["per_view"]] == [n for i, n in enumerate(views.names) if i != source]
         assert metrics["psnr"] == pytest.approx(sum(v["psnr"] for v in metrics["per_view"]) / 3)
         assert metrics["has_ground_truth_mesh"] and metrics["chamfer"] > 0
     assert summary["mean"]["psnr"] == pytest.approx(sum(m["psnr"] for m in objects.values()) / 2)
     assert summary["mean"]["chamfer"] == pytest.approx(sum(m["chamfer"] for m in objects.values()) / 2)
     saved = json.loads((tmp_path / "metrics.json").read_text())  # strict JSON, same figures
     assert saved["mean"]["psnr"] == pytest.approx(summary["mean"]["psnr"])
-    assert saved["protocol"]["render_size"] == SIZE and saved["protocol"]["source_view"] == 0
+    assert saved["protocol"]["render_size"] == SIZE and saved["protocol"]["source_view"] is None
     table = (tmp_path / "metrics.md").read_text()
     assert "| sphere_1000000 |" in table and "| **mean** |" in table and "broken_object" in table
     assert (tmp_path / "renders" / "sphere_1000000.png").is_file()
@@ -90,7 +104,6 @@ def test_evaluate_writes_per_object_and_mean_figures(tiny_checkpoint, dataset, t
 
 def test_evaluate_scores_match_a_direct_model_call(tiny_checkpoint, dataset, tmp_path):
     """Recompute one view's PSNR by hand: source 002 -> render view 000, over a white background."""
-    from mira.data import load_object_views
     from mira.data.images import composite, resize
     from mira.models import MIRA
 

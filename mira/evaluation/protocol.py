@@ -3,9 +3,11 @@
 For each object (``docs/EVALUATION.md`` states the protocol in full):
 
 1. load every view (:func:`mira.data.load_object_views`);
-2. the *source view* is the view at position ``source_view`` (default 0: the first view in the
-   folder's order, ``000.png`` for our renders and zero123's); its RGBA image is composited on
-   the renderer background and resized to ``model.source_size`` exactly as in training
+2. the *source view* is, by default, the view whose camera elevation (seen from the origin)
+   is closest to ``source_elevation_deg`` = 20 degrees, the lowest index on ties: a typical
+   "front, slightly above" input whatever the random cameras of the render; ``source_view``
+   picks a view by position instead. Its RGBA image is composited on the renderer background
+   and resized to ``model.source_size`` exactly as in training
    (:class:`mira.data.MultiViewDataset`), and its real camera is the model's source camera;
 3. the model reconstructs triplanes and renders **every other view** at ``render_size`` with
    deterministic (eval-mode) sampling;
@@ -49,8 +51,10 @@ class EvaluationSettings:
     split: str = "val"
     # Side of the rendered and ground-truth images; None takes cfg.data.render_size.
     render_size: int | None = None
-    # Position of the source view in each object's view list.
-    source_view: int = 0
+    # Position of the source view in each object's view list; None: by elevation (below).
+    source_view: int | None = None
+    # Without source_view: the view whose camera elevation is closest to this (degrees).
+    source_elevation_deg: float = 20.0
     lpips_backbone: str = "pretrained"
     lpips_net: str = "vgg"
     mesh_resolution: int = 256
@@ -96,13 +100,30 @@ def list_objects(data_dir: str | Path, split: str) -> list[tuple[str, Path]]:
     return [(p.name, p) for p in folders]
 
 
-def source_and_targets(num_views: int, source_view: int) -> tuple[int, list[int]]:
-    """The source view index and the target indices (every other view, in order)."""
+def camera_elevations_deg(c2w: Tensor) -> Tensor:
+    """Elevation (degrees above the XY plane, seen from the origin) of camera centres (N, 4, 4) -> (N,)."""
+    centres = c2w[:, :3, 3].double()
+    return torch.rad2deg(torch.asin((centres[:, 2] / centres.norm(dim=-1).clamp_min(1e-12)).clamp(-1.0, 1.0)))
+
+
+def choose_source_view(c2w: Tensor, source_view: int | None, elevation_deg: float = 20.0) -> int:
+    """The source view index: ``source_view`` if given (negative counts from the end), else the
+    camera with elevation closest to ``elevation_deg`` (the first one on ties)."""
+    num_views = c2w.shape[0]
+    if source_view is not None:
+        if not -num_views <= source_view < num_views:
+            raise ValueError(f"source_view {source_view} is out of range for {num_views} views")
+        return source_view % num_views
+    distance = (camera_elevations_deg(c2w) - elevation_deg).abs()
+    return int(torch.nonzero(distance == distance.min())[0, 0])
+
+
+def source_and_targets(c2w: Tensor, source_view: int | None, elevation_deg: float = 20.0) -> tuple[int, list[int]]:
+    """The source view index and the target indices (every other view, in order) of cameras (N, 4, 4)."""
+    num_views = c2w.shape[0]
     if num_views < 2:
         raise ValueError(f"an object needs at least 2 views (1 source + 1 target), got {num_views}")
-    if not -num_views <= source_view < num_views:
-        raise ValueError(f"source_view {source_view} is out of range for {num_views} views")
-    source = source_view % num_views
+    source = choose_source_view(c2w, source_view, elevation_deg)
     return source, [i for i in range(num_views) if i != source]
 
 
@@ -141,7 +162,7 @@ def evaluate_object(
     config = model.config
     size = settings.render_size or config.data.render_size
     background = config.renderer.background_color
-    source, target_index = source_and_targets(len(views.names), settings.source_view)
+    source, target_index = source_and_targets(views.c2w, settings.source_view, settings.source_elevation_deg)
     image = source_image(views, source, config.model.source_size, background)
     targets = prepare_views(views, size, background).subset(target_index)
     triplanes, rendered = reconstruct_and_render(
@@ -157,6 +178,7 @@ def evaluate_object(
         **mean_scores(per_view, IMAGE_METRICS),
         **geometry,
         "source_view": views.names[source],
+        "source_elevation_deg": float(camera_elevations_deg(views.c2w[source : source + 1])[0]),
         "num_target_views": len(targets),
         "has_ground_truth_mesh": truth_mesh is not None,
         "mesh_faces": 0 if mesh is None else int(len(mesh.faces)),
@@ -249,10 +271,12 @@ def markdown_report(summary: dict[str, Any]) -> str:
     rows = [(object_id, metrics) for object_id, metrics in summary["objects"].items()]
     rows.append(("**mean**", summary["mean"]))
     protocol = summary["protocol"]
+    source = (f"view {protocol['source_view']}" if protocol["source_view"] is not None
+              else f"the view nearest {protocol['source_elevation_deg']:g} deg elevation")
     lines = [
         f"# MIRA evaluation: {summary['num_objects']} objects ({protocol['split']} split of {protocol['data']})",
         "",
-        f"Source view {protocol['source_view']}, every other view rendered at {protocol['render_size']} px over "
+        f"Source: {source}; every other view rendered at {protocol['render_size']} px over "
         f"background {protocol['background_color']}; LPIPS: {protocol['lpips_model']}; mesh "
         f"{protocol['mesh_resolution']}^3, Chamfer / F-score from {protocol['geometry_samples']} surface samples "
         "(world units; see docs/EVALUATION.md).",
