@@ -16,7 +16,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
@@ -26,6 +26,9 @@ from mira.evaluation.geometry import DEFAULT_FSCORE_TAUS, DEFAULT_NUM_SAMPLES, l
 from mira.evaluation.report import comparison_grid, save_png, write_json
 from mira.evaluation.scoring import IMAGE_METRICS, ImageScorer, mean_scores, score_mesh
 from mira.evaluation.views import ViewSet, holdout_split, prepare_views
+
+if TYPE_CHECKING:
+    from mira.data import ObjectViews
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +66,7 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def load_views(object_dir: str | Path, config: MiraConfig | None = None) -> Any:
+def load_views(object_dir: str | Path, config: MiraConfig | None = None) -> "ObjectViews":
     """Every view of one object folder (``mira.data.load_object_views``), any supported layout.
 
     zero123 ``views_release`` folders are scaled into our world by ``data.zero123_world_scale``
@@ -84,7 +87,7 @@ def load_views(object_dir: str | Path, config: MiraConfig | None = None) -> Any:
 
 
 def fit_object(
-    views: Any,
+    views: "ObjectViews",
     out_dir: str | Path,
     config: MiraConfig,
     options: FitOptions,
@@ -116,9 +119,14 @@ def fit_object(
     logger.info("fitting %d views, holding out %d, at %d px on %s", len(train_views), len(heldout_views), size, device)
 
     writer = _tensorboard_writer(out_dir / "logs") if settings.tensorboard else None
-    log = None if writer is None else (lambda step, values: [writer.add_scalar(f"fit/{k}", v, step) for k, v in values.items()])
+
+    def log(step: int, values: dict[str, float]) -> None:
+        for key, value in values.items():
+            writer.add_scalar(f"fit/{key}", value, step)
+
     start = time.perf_counter()
-    model = fit_triplane(train_views, config, options, device=device, progress=settings.progress, log_scalars=log)
+    model = fit_triplane(train_views, config, options, device=device, progress=settings.progress,
+                         log_scalars=log if writer is not None else None)
     fit_seconds = time.perf_counter() - start
 
     per_view, rendered = score_heldout(model, heldout_views.to(device), scorer)

@@ -12,7 +12,7 @@ ground truth's, and ``d(x, S) = min_{s in S} ||x - s||_2`` (Euclidean, *not* squ
 * **F-score@tau** ``= 2 * precision * recall / (precision + recall)`` (0 if both are 0).
 
 This is the "L1" (unsquared, symmetric mean) Chamfer of the DTU / Tanks-and-Temples
-evaluations that the GSO protocols of the LRM literature reuse; distances are in world
+evaluations that most GSO tables of the single-image-to-3D literature follow; distances are in world
 units, with no alignment (see ``docs/EVALUATION.md``). Two concentric spheres of radii
 ``r1``, ``r2`` have a Chamfer distance of ``|r1 - r2|``; sampling adds a small positive
 bias of the order of the sample spacing (about ``0.5 * sqrt(area / num_samples)``).
@@ -28,7 +28,7 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
-# 16,384 samples per surface as in the GSO protocols of InstantMesh / CRM (16K points).
+# 16,384 samples per surface (the "16K points" of GSO geometry evaluations such as InstantMesh's).
 DEFAULT_NUM_SAMPLES = 16384
 # F-score thresholds reported by default (world units); the first is the headline one.
 DEFAULT_FSCORE_TAUS = (0.1, 0.05, 0.2)
