@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -11,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from mira.config import MiraConfig, load_config
 
@@ -76,11 +73,10 @@ def free_port() -> int:
 
 
 def subprocess_env() -> dict[str, str]:
-    """Environment for child processes: the repo on PYTHONPATH, one thread each, offline."""
+    """Environment for child processes: the repo on PYTHONPATH, offline (one thread each: conftest.py)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               PYTHONWARNINGS="ignore::UserWarning")
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONWARNINGS="ignore::UserWarning")
     return env
 
 
@@ -120,13 +116,3 @@ def train_losses(save_dir: Path) -> dict[int, float]:
     records = [json.loads(line) for line in lines if line.strip()]
     return {r["step"]: r["loss"] for r in records if r["split"] == "train" and "loss" in r}
 
-
-@contextlib.contextmanager
-def single_thread():
-    """Run torch ops on one thread (2 shared cores: oversubscription is far slower), then restore."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

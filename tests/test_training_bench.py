@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from helpers_training import REPO_ROOT, single_thread, tiny_config
+from helpers_training import REPO_ROOT, tiny_config
 from mira.training import Trainer
 from mira.training.synthetic_scenes import SyntheticSceneDataset
 
@@ -22,9 +22,8 @@ def bench():
 
 def test_quick_benchmark_reports_throughput_and_mfu(bench, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    with single_thread():
-        assert bench.main(["--quick", "--steps", "2", "--warmup_steps", "0", "--peak_tflops", "1.0",
-                           "--json", str(out)]) == 0
+    assert bench.main(["--quick", "--steps", "2", "--warmup_steps", "0", "--peak_tflops", "1.0",
+                       "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["device"] == "cpu" and result["num_processes"] == 1
     assert result["samples_per_s_per_gpu"] > 0 and result["rays_per_s_per_gpu"] > 0
@@ -43,7 +42,6 @@ def test_flop_count_excludes_checkpoint_recomputation(bench, tmp_path):
                              val_every_steps=0)
         trainer = Trainer(config, train_dataset=SyntheticSceneDataset(config, num_objects=2))
         batch = bench.make_batch(config, 0, trainer.device)
-        with single_thread():
-            counts.append(bench.count_flops_per_sample(trainer, batch))
+        counts.append(bench.count_flops_per_sample(trainer, batch))
         assert all(getattr(m, "gradient_checkpointing", checkpointing) == checkpointing for m in trainer.model.modules())
     assert counts[0] > 0 and counts[0] == counts[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from helpers_training import single_thread, tiny_config
+from helpers_training import tiny_config
 from mira.training import Trainer
 from mira.training.synthetic_scenes import SyntheticSceneDataset
 
@@ -16,10 +16,9 @@ def test_overfitting_one_object_drives_the_loss_down(tmp_path):
     same_object = SyntheticSceneDataset(config, "train", num_objects=1)
     trainer = Trainer(config, train_dataset=SyntheticSceneDataset(config, "train", num_objects=1),
                       val_dataset=same_object)
-    with single_thread():
-        before = trainer.validate()
-        result = trainer.fit()
-        after = trainer.validate()  # whole-view renders of held-out views of the same object
+    before = trainer.validate()
+    result = trainer.fit()
+    after = trainer.validate()  # whole-view renders of held-out views of the same object
     losses = np.array(result.losses)
     assert result.step == 150 and np.isfinite(losses).all()
     first, last = losses[:10].mean(), losses[-10:].mean()

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers_training import TINY_CONFIG, disk_config, single_thread, tiny_config, write_disk_dataset
+from helpers_training import TINY_CONFIG, disk_config, tiny_config, write_disk_dataset
 from mira.cameras import project_points
 from mira.config import ConfigError
 from mira.models import MIRA
@@ -24,12 +24,6 @@ from mira.training.patches import sample_patches, to_patch_images
 from mira.training.sampler import ResumableDistributedSampler
 from mira.data import MultiViewDataset
 from mira.training.synthetic_scenes import SyntheticSceneDataset, make_scene, render_scene
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_thread():
-        yield
 
 
 # ---------------------------------------------------------------------- command line

@@ -48,9 +48,13 @@ def is_python(blender: str | Path) -> bool:
     return Path(blender).name.startswith("python")
 
 
+def blender_launcher(blender: str | Path) -> list[str]:
+    """argv prefix that runs the script named next (then ``--`` and its arguments) in Blender, headless."""
+    if is_python(blender):
+        return [str(blender)]
+    return [str(blender), "--background", "--factory-startup", "--python-exit-code", "1", "--python"]
+
+
 def blender_command(blender: str | Path, script: str | Path, script_args: list[str]) -> list[str]:
     """argv running ``script`` with ``script_args`` (after ``--``) in Blender, headless."""
-    if is_python(blender):
-        return [str(blender), str(script), "--", *script_args]
-    return [str(blender), "--background", "--factory-startup", "--python-exit-code", "1",
-            "--python", str(script), "--", *script_args]
+    return [*blender_launcher(blender), str(script), "--", *script_args]
