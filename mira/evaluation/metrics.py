@@ -1,16 +1,17 @@
 """Image metrics shared by training validation, ``mira.fit`` and ``mira.evaluate``.
 
 PSNR and SSIM come from ``torchmetrics`` and LPIPS from the ``lpips`` package (the
-reference implementation): well-kept code rather than our own.
+reference implementation): well-kept code rather than our own. Both are imported on first
+use (``torchmetrics`` alone takes seconds, paid by every ``train_ddp.py`` process otherwise).
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 # torchvision backbone files that lpips loads through torch.hub on first use.
 LPIPS_BACKBONE_FILES = {
@@ -18,6 +19,8 @@ LPIPS_BACKBONE_FILES = {
     "alex": "alexnet-owt-7be5be79.pth",
     "squeeze": "squeezenet1_1-b8a52dc0.pth",
 }
+# Smallest image side (px) each LPIPS backbone accepts: its pooling stages need at least one pixel.
+LPIPS_MIN_SIZE = {"vgg": 16, "alex": 31, "squeeze": 17}
 
 
 class MissingWeightsError(FileNotFoundError):
@@ -26,11 +29,15 @@ class MissingWeightsError(FileNotFoundError):
 
 def psnr(prediction: Tensor, target: Tensor) -> Tensor:
     """Mean PSNR (dB) over a batch; images (B, 3, H, W) in [0, 1]."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
     return peak_signal_noise_ratio(prediction.clamp(0, 1), target, data_range=1.0, dim=(1, 2, 3))
 
 
 def ssim(prediction: Tensor, target: Tensor) -> Tensor:
     """Mean SSIM (Gaussian window 11, sigma 1.5) over a batch; images (B, 3, H, W) in [0, 1]."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     return structural_similarity_index_measure(prediction.clamp(0, 1).float(), target.float(), data_range=1.0)
 
 
@@ -68,7 +75,9 @@ def build_lpips(net: str = "vgg", pretrained_backbone: bool = True) -> torch.nn.
 
 
 def _make_lpips(lpips_module, net: str, pnet_rand: bool) -> torch.nn.Module:
-    model = lpips_module.LPIPS(net=net, pretrained=True, pnet_rand=pnet_rand, verbose=False)
+    with warnings.catch_warnings():  # lpips passes torchvision the deprecated ``pretrained=`` argument
+        warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
+        model = lpips_module.LPIPS(net=net, pretrained=True, pnet_rand=pnet_rand, verbose=False)
     model.eval().requires_grad_(False)
     return model
 

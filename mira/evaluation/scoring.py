@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import Tensor
 
-from mira.evaluation.metrics import build_lpips, lpips_distance, mask_iou, psnr, ssim
+from mira.evaluation.metrics import LPIPS_MIN_SIZE, build_lpips, lpips_distance, mask_iou, psnr, ssim
 
 if TYPE_CHECKING:
     import trimesh
@@ -24,8 +23,6 @@ logger = logging.getLogger(__name__)
 
 LPIPS_BACKBONES = ("pretrained", "random", "none")
 IMAGE_METRICS = ("psnr", "ssim", "lpips", "mask_iou")
-# Smallest image side each LPIPS network accepts (its pooling stages need at least this).
-LPIPS_MIN_SIZE = {"vgg": 16, "alex": 31, "squeeze": 17}
 
 
 class ImageScorer:
@@ -47,9 +44,7 @@ class ImageScorer:
         self.lpips_net = lpips_net
         self.lpips = None
         if lpips_backbone != "none":
-            with warnings.catch_warnings():  # torchvision's "pretrained is deprecated" from inside lpips
-                warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
-                self.lpips = build_lpips(lpips_net, pretrained_backbone=lpips_backbone == "pretrained").to(device)
+            self.lpips = build_lpips(lpips_net, pretrained_backbone=lpips_backbone == "pretrained").to(device)
 
     def check_size(self, size: int) -> None:
         """Raise a clear ``ValueError`` if LPIPS cannot score ``size`` x ``size`` images."""

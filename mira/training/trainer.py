@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from mira.config import ConfigError, MiraConfig
+from mira.evaluation.metrics import LPIPS_MIN_SIZE
 from mira.training import checkpoint as ckpt
 from mira.training.distributed import (DistributedContext, all_gather_objects, all_reduce_sum, barrier,
                                        setup_distributed)
@@ -42,8 +43,6 @@ from mira.training.validation import run_validation
 
 LOGGER = logging.getLogger("mira.training")
 MIXED_PRECISION_MODES = ("bf16", "fp16", "no")
-# Smallest image side each LPIPS backbone accepts (its pooling stages need >= 1 pixel).
-LPIPS_MIN_PATCH = {"vgg": 16, "alex": 31, "squeeze": 17}
 FINAL_EXPORT_DIR = "final"
 
 
@@ -122,9 +121,9 @@ def check_train_config(config: MiraConfig) -> None:
         fail("num_epochs", "and max_steps are both 0: nothing bounds the run")
     render_size = config.data.render_size
     patch = render_size if t.patch_size == 0 or t.patch_size >= render_size else t.patch_size
-    if t.lpips_weight > 0 and patch < LPIPS_MIN_PATCH.get(t.lpips_net, 0):
+    if t.lpips_weight > 0 and patch < LPIPS_MIN_SIZE.get(t.lpips_net, 0):
         fail("patch_size", f"gives {patch}x{patch} patches, smaller than LPIPS '{t.lpips_net}' accepts "
-                           f"({LPIPS_MIN_PATCH[t.lpips_net]}); raise patch_size (or render_size) or set lpips_weight 0")
+                           f"({LPIPS_MIN_SIZE[t.lpips_net]}); raise patch_size (or render_size) or set lpips_weight 0")
 
 
 def _save_config_atomically(config: MiraConfig, path: Path) -> None:
