@@ -16,14 +16,23 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (``/proc/self/status``);
+    elsewhere by setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)
     os.umask(mask)
     return mask
 
 
-# Finished files get the usual permissions (0o666 minus the umask), not mkstemp's private 0o600.
-_FILE_MODE = 0o666 & ~_current_umask()
+def default_file_mode() -> int:
+    """Permissions of a newly created file: ``0o666`` minus the umask (mkstemp's are a private 0o600)."""
+    return 0o666 & ~current_umask()
 
 
 @contextlib.contextmanager
@@ -42,7 +51,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         yield temp_path
         if not temp_path.is_file() or temp_path.stat().st_size == 0:
             raise OSError(f"writing {path} produced no data")
-        os.chmod(temp_path, _FILE_MODE)
+        os.chmod(temp_path, default_file_mode())
         os.replace(temp_path, path)
     finally:
         temp_path.unlink(missing_ok=True)
