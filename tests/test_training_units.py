@@ -13,7 +13,7 @@ from torch import nn
 
 from helpers_training import TINY_CONFIG, disk_config, tiny_config, write_disk_dataset
 from mira.cameras import project_points
-from mira.config import ConfigError
+from mira.config import ConfigError, load_config
 from mira.models import MIRA
 from mira.training import NonFiniteLossError, Trainer
 from mira.training import checkpoint as ckpt
@@ -302,6 +302,32 @@ def test_preloading_from_a_save_pretrained_directory(tmp_path):
     reference = MIRA.from_pretrained(exported).state_dict()
     for name, tensor in second.model.state_dict().items():  # ... from the exported weights
         torch.testing.assert_close(tensor, reference[name], msg=name)
+
+
+def test_checkpoints_carry_the_encoder_architecture_of_a_pretrained_encoder(tmp_path):
+    """encoder_model_id + no encoder_config: the .pt checkpoint and config.json record the loaded
+    encoder's architecture (MIRA's own config), so test.py rebuilds the model without the encoder."""
+    import shutil
+
+    from transformers import Dinov2Config, Dinov2Model
+
+    from mira.inference.checkpoint import load_model
+
+    encoder_dir = tmp_path / "dinov2"
+    Dinov2Model(Dinov2Config(**load_config(TINY_CONFIG).model.encoder_config)).save_pretrained(encoder_dir)
+    config = tiny_config(tmp_path / "run", encoder_model_id=str(encoder_dir), encoder_config=None, max_steps=1,
+                         val_every_steps=0)
+    trainer = Trainer(config, train_dataset=SyntheticSceneDataset(config, num_objects=2))
+    assert config.model.encoder_config is None  # the caller's config is left alone
+    path = trainer.save_checkpoint()
+    saved = torch.load(path, map_location="cpu", weights_only=True)["config"]["model"]["encoder_config"]
+    run_config = load_config(tmp_path / "run" / "config.json")
+    for encoder_config in (saved, run_config.model.encoder_config):
+        assert encoder_config is not None and encoder_config["hidden_size"] == 32
+    shutil.rmtree(encoder_dir)  # neither the weights nor the encoder's config.json are needed any more
+    model = load_model(str(path))
+    for name, tensor in trainer.model.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], tensor, msg=name)
 
 
 # ---------------------------------------------------------------------- config checks

@@ -13,6 +13,7 @@ generator is re-seeded per epoch so it never draws from the global RNG streams.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import os
@@ -144,6 +145,7 @@ def build_model(config: MiraConfig) -> nn.Module:
     LOGGER.info("initialising the model from %s", strategy)
     pretrained = MIRA.from_pretrained(strategy, map_location="cpu")
     if config.model.encoder_config is None:  # the pretrained directory carries the encoder architecture
+        config = copy.deepcopy(config)
         config.model.encoder_config = pretrained.config.model.encoder_config
     model = MIRA(config)
     try:
@@ -154,6 +156,19 @@ def build_model(config: MiraConfig) -> nn.Module:
             f"({error}); use the architecture keys of {strategy}/config.json"
         ) from error
     return model
+
+
+def config_of_built_model(config: MiraConfig, model: nn.Module) -> MiraConfig:
+    """``config`` with the ``model`` and ``renderer`` sections the model was built from (``model.config``;
+    its ``encoder_config`` is filled after a pretrained encoder load), so that a checkpoint or the run's
+    config.json rebuilds the model without the encoder's hub id. ``config`` itself is not changed."""
+    built = getattr(model, "config", None)
+    if not isinstance(built, MiraConfig):
+        return config
+    recorded = copy.deepcopy(config)
+    recorded.model = copy.deepcopy(built.model)
+    recorded.renderer = copy.deepcopy(built.renderer)
+    return recorded
 
 
 def build_datasets(config: MiraConfig) -> tuple[Dataset, Dataset | None]:
@@ -205,6 +220,7 @@ class Trainer:
         ckpt.seed_everything(self.train_cfg.seed)  # identical initial weights on every rank
         self.model = (model if model is not None else build_model(config)).to(self.device)
         self.model.train()
+        self.config = config_of_built_model(config, self.model)  # what checkpoints and config.json record
         self.optimizer = build_optimizer(self.model, self.train_cfg)
         self.amp_dtype = self._resolve_amp_dtype()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
@@ -240,10 +256,10 @@ class Trainer:
         self.train_model = self._wrap_model()
         self.logger = ExperimentLogger(self.save_dir / "logs", enabled=self.context.is_main,
                                        use_wandb=self.train_cfg.wandb, wandb_project=self.train_cfg.wandb_project,
-                                       run_config=config.to_flat_dict())
+                                       run_config=self.config.to_flat_dict())
         if self.context.is_main:
             self.save_dir.mkdir(parents=True, exist_ok=True)
-            _save_config_atomically(config, self.save_dir / "config.json")
+            _save_config_atomically(self.config, self.save_dir / "config.json")
             LOGGER.info("training %.2fM parameters (%.2fM trainable) for %d steps (%d per epoch), %d process(es) on %s",
                         sum(p.numel() for p in self.model.parameters()) / 1e6,
                         sum(p.numel() for p in self.model.parameters() if p.requires_grad) / 1e6,
