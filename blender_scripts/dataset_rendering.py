@@ -715,7 +715,11 @@ def focal_pixels(resolution: int) -> float:
 
 # ----------------------------------------------------------------------------- files
 class atomic_file:
-    """``with atomic_file(path) as f`` writes a temporary file and renames it into place."""
+    """``with atomic_file(path) as f`` writes a temporary file and renames it into place.
+
+    Blender's Python cannot import ``mira`` (no torch), so this mirrors ``mira.atomic``: the finished
+    file gets ``0o666`` minus the umask, not mkstemp's private 0o600.
+    """
 
     def __init__(self, path: str, mode: str = "wb"):
         self.path, self.mode = path, mode
@@ -728,6 +732,9 @@ class atomic_file:
     def __exit__(self, exc_type, exc, tb):
         self.handle.close()
         if exc_type is None:
+            umask = os.umask(0o077)
+            os.umask(umask)
+            os.chmod(self.tmp, 0o666 & ~umask)
             os.replace(self.tmp, self.path)
         else:
             os.remove(self.tmp)

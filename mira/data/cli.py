@@ -19,10 +19,11 @@ import os
 import sys
 from pathlib import Path
 
+from mira.atomic import write_json_atomic
 from mira.config import ConfigError, MiraConfig
 from mira.data.blender import RENDER_SCRIPT, BlenderNotFoundError, find_blender
 from mira.data.formats import DatasetFormatError, detect_format
-from mira.data.index import INDEX_FILE, assign_splits, read_done_marker, write_json_atomic
+from mira.data.index import INDEX_FILE, assign_splits, read_done_marker
 from mira.data.render_jobs import (FAILURES_FILE, RenderJob, RenderSettings, make_object_ids, render_all,
                                    settings_from_namespace, write_dataset_index)
 
@@ -143,7 +144,7 @@ def index_existing_folders(output_dir: Path, val_fraction: float, seed: int) -> 
         splits[object_id] = marker.get("split", "train") if marker else hashed[object_id]
     index = {"train": sorted(i for i, s in splits.items() if s == "train"),
              "val": sorted(i for i, s in splits.items() if s == "val")}
-    write_json_atomic(output_dir / INDEX_FILE, index)
+    write_json_atomic(index, output_dir / INDEX_FILE, indent=1)
     return index
 
 
@@ -162,7 +163,7 @@ def update_config_data_dir(config_path: str | Path, data_dir: str) -> None:
     else:
         values["data_dir"] = data_dir
     MiraConfig.from_dict(values, source=str(config_path))  # still a valid config
-    write_json_atomic(config_path, values, indent=2)
+    write_json_atomic(values, config_path, indent=2)
 
 
 # ----------------------------------------------------------------------------- main

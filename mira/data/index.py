@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
+
+from mira.atomic import write_json_atomic
 
 INDEX_FILE = "index.json"
 DONE_MARKER = ".done"
@@ -21,22 +21,6 @@ SPLITS = ("train", "val")
 
 class DatasetIndexError(ValueError):
     """index.json is missing a split or malformed (named with the file)."""
-
-
-def write_json_atomic(path: str | Path, value: Any, indent: int = 1) -> None:
-    """Write JSON to a temporary file in the same folder, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(value, stream, indent=indent)
-            stream.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def read_index(root: str | Path) -> dict:
@@ -93,7 +77,7 @@ def read_done_marker(object_dir: str | Path) -> dict | None:
 
 
 def write_done_marker(object_dir: str | Path, info: dict) -> None:
-    write_json_atomic(Path(object_dir) / DONE_MARKER, info)
+    write_json_atomic(info, Path(object_dir) / DONE_MARKER, indent=1)
 
 
 def done_objects(root: str | Path) -> dict[str, dict]:

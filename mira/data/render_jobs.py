@@ -29,9 +29,9 @@ from typing import Iterable
 
 from tqdm import tqdm
 
+from mira.atomic import write_json_atomic
 from mira.data.blender import ERROR_PREFIX, RENDER_SCRIPT, blender_command
-from mira.data.index import (INDEX_FILE, done_objects, read_done_marker, write_done_marker,
-                             write_json_atomic)
+from mira.data.index import INDEX_FILE, done_objects, read_done_marker, write_done_marker
 
 LOGGER = logging.getLogger(__name__)
 LOG_DIR = "_logs"
@@ -308,7 +308,7 @@ def write_dataset_index(output_dir: str | Path, summary: RunSummary | None = Non
     if summary is not None:
         index["failed"] = {r.object_id: r.reason for r in sorted(summary.failed, key=lambda r: r.object_id)
                            if r.object_id not in complete}
-    write_json_atomic(output_dir / INDEX_FILE, index)
+    write_json_atomic(index, output_dir / INDEX_FILE, indent=1)
     return index
 
 

@@ -9,13 +9,13 @@ Object ``i`` of seed ``s`` is always the same.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import trimesh
 from PIL import Image
+
+from mira.atomic import write_bytes_atomic
 
 PRIMITIVES = ("box", "sphere", "cylinder", "cone", "capsule", "torus")
 PATTERNS = ("checker", "stripes", "dots", "blotches")
@@ -137,9 +137,6 @@ def write_synthetic_objects(count: int, output_dir: str | Path, seed: int = 0) -
     for index in range(count):
         path = output_dir / f"synthetic_{index:05d}.glb"
         data = make_synthetic_object((seed, index)).export(file_type="glb")
-        handle, tmp = tempfile.mkstemp(dir=output_dir, prefix=".tmp_", suffix=".glb")
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(tmp, path)
+        write_bytes_atomic(data, path)
         paths.append(path)
     return paths

@@ -189,7 +189,7 @@ def write_fit_outputs(
     """Write the mesh, the video, the held-out comparison and the weights; return their paths."""
     from safetensors.torch import save_file
 
-    from mira.export.atomic import atomic_output
+    from mira.atomic import atomic_output
 
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, Path] = {}

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mira.export.atomic import atomic_output
+from mira.atomic import atomic_output, write_text_atomic
 
 # Columns of the Markdown tables: (metric key, header, format, better).
 TABLE_COLUMNS = (
@@ -46,18 +46,14 @@ def json_safe(value: Any) -> Any:
 def write_json(data: Any, path: str | Path) -> Path:
     """Write ``data`` as indented strict JSON (NaN -> null) atomically."""
     path = Path(path)
-    text = json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n"
-    with atomic_output(path) as temp_path:
-        temp_path.write_text(text)
+    write_text_atomic(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n", path)
     return path
 
 
 def write_text(text: str, path: str | Path) -> Path:
     """Write a text file atomically."""
-    path = Path(path)
-    with atomic_output(path) as temp_path:
-        temp_path.write_text(text)
-    return path
+    write_text_atomic(text, path)
+    return Path(path)
 
 
 def format_value(value: Any, fmt: str) -> str:

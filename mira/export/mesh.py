@@ -27,7 +27,7 @@ import trimesh
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mira.export.atomic import atomic_output
+from mira.atomic import atomic_output
 
 # OpenLRM's mesh threshold on the raw density (sigma, per world unit). With ~100 samples
 # across a 2-unit box (delta ~ 0.02), sigma = 10 is an opacity of ~0.2 per sample: the

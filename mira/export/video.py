@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mira.atomic import atomic_output
 from mira.cameras import orbit_cameras
-from mira.export.atomic import atomic_output
 
 VIDEO_FORMATS = ("mp4", "gif")
 # libx264 quality on imageio's 0..10 scale (10 = best); 8 keeps thin edges crisp at small sizes.

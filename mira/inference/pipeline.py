@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 import mira
-from mira.export.atomic import atomic_output, save_image_atomic, write_json_atomic
+from mira.atomic import atomic_output, save_image_atomic, write_json_atomic
 from mira.export.mesh import DEFAULT_DENSITY_THRESHOLD, MeshExtractionError, extract_mesh, save_mesh
 from mira.export.video import render_orbit_frames, write_video
 from mira.inference.checkpoint import load_model

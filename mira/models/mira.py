@@ -33,6 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from mira.atomic import default_directory_mode, default_file_mode
 from mira.config import MiraConfig
 from mira.models.camera_embedder import CameraEmbedder
 from mira.models.encoder import DinoV2Encoder
@@ -157,7 +158,10 @@ class MIRA(nn.Module):
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         try:
             self._write_checkpoint_files(staging)
+            for name in CHECKPOINT_FILES:  # safetensors writes 0o600 files, mkdtemp a 0o700 directory
+                os.chmod(staging / name, default_file_mode())
             if not target.exists():
+                os.chmod(staging, default_directory_mode())
                 os.replace(staging, target)
                 return target
             if not target.is_dir():

@@ -13,15 +13,15 @@ interrupted one would have.
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from mira.atomic import atomic_output
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)\.pt$")
 CHECKPOINT_FORMAT = 1
@@ -48,22 +48,12 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temp file in the same directory, fsync, then ``os.replace``.
+    """``torch.save`` through :func:`mira.atomic.atomic_output` (temp file, fsync, ``os.replace``).
 
     A reader never sees a half-written file, even if the process is killed mid-write.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as temp_path, open(temp_path, "wb") as handle:
+        torch.save(obj, handle)
 
 
 def prune_checkpoints(directory: str | Path, keep_last: int) -> list[Path]:

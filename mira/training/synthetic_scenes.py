@@ -14,9 +14,6 @@ Items have exactly the layout of :class:`mira.data.MultiViewDataset` (see SPEC):
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from mira.atomic import write_json_atomic
 from mira.cameras import (ZERO123_FOV_DEG, c2w_to_w2c, image_rays, intrinsics_from_fov, look_at,
                           opencv_to_opengl, spherical_to_cartesian)
 from mira.config import MiraConfig
@@ -175,7 +173,7 @@ def write_synthetic_dataset(output_dir: str | Path, num_train: int, num_val: int
             rgb, mask = render_scene(scene, c2w, intrinsics.expand(num_views, 4), size, (0.0, 0.0, 0.0))
             _write_object(output_dir / object_id, rgb, mask, c2w, intrinsics, size, iio)
             index[split].append(object_id)
-    _atomic_write_text(output_dir / "index.json", json.dumps(index, indent=2))
+    write_json_atomic(index, output_dir / "index.json")
     return output_dir
 
 
@@ -198,13 +196,6 @@ def _write_object(directory: Path, rgb: Tensor, mask: Tensor, c2w: Tensor, intri
     fx, fy, cx, cy = (intrinsics * size).tolist()
     transforms = {"camera_angle_x": float(np.deg2rad(ZERO123_FOV_DEG)), "fl_x": fx, "fl_y": fy, "cx": cx,
                   "cy": cy, "w": size, "h": size, "frames": frames}
-    _atomic_write_text(directory / "transforms.json", json.dumps(transforms, indent=2))
-    _atomic_write_text(directory / "metadata.json", json.dumps({"source": "mira.training.synthetic_scenes",
-                                                                "num_views": rgb.shape[0]}))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    write_json_atomic(transforms, directory / "transforms.json")
+    write_json_atomic({"source": "mira.training.synthetic_scenes", "num_views": rgb.shape[0]},
+                      directory / "metadata.json")

@@ -16,7 +16,6 @@ import contextlib
 import copy
 import logging
 import math
-import os
 import signal
 import threading
 import time
@@ -30,6 +29,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from mira.atomic import write_json_atomic
 from mira.config import ConfigError, MiraConfig
 from mira.evaluation.metrics import LPIPS_MIN_SIZE
 from mira.training import checkpoint as ckpt
@@ -125,13 +125,6 @@ def check_train_config(config: MiraConfig) -> None:
     if t.lpips_weight > 0 and patch < LPIPS_MIN_SIZE.get(t.lpips_net, 0):
         fail("patch_size", f"gives {patch}x{patch} patches, smaller than LPIPS '{t.lpips_net}' accepts "
                            f"({LPIPS_MIN_SIZE[t.lpips_net]}); raise patch_size (or render_size) or set lpips_weight 0")
-
-
-def _save_config_atomically(config: MiraConfig, path: Path) -> None:
-    """The run's nested config as JSON (temp file + rename)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    config.save_json(temporary)
-    os.replace(temporary, path)
 
 
 def build_model(config: MiraConfig) -> nn.Module:
@@ -259,7 +252,7 @@ class Trainer:
                                        run_config=self.config.to_flat_dict())
         if self.context.is_main:
             self.save_dir.mkdir(parents=True, exist_ok=True)
-            _save_config_atomically(self.config, self.save_dir / "config.json")
+            write_json_atomic(self.config.to_dict(), self.save_dir / "config.json")
             LOGGER.info("training %.2fM parameters (%.2fM trainable) for %d steps (%d per epoch), %d process(es) on %s",
                         sum(p.numel() for p in self.model.parameters()) / 1e6,
                         sum(p.numel() for p in self.model.parameters() if p.requires_grad) / 1e6,
