@@ -128,6 +128,24 @@ def test_clear_errors_name_the_file(tmp_path):
         load_object_views(tmp_path)
 
 
+def test_load_rgba_decodes_every_mode_like_the_inference_preprocessing(tmp_path):
+    """One PIL-mode decoder (mira.data.images.image_to_float_rgba) for datasets and user images."""
+    from PIL import Image
+
+    from mira.data import load_rgba
+
+    grey16 = np.linspace(0, 65535, 32 * 16).reshape(16, 32).astype(np.uint16)
+    Image.fromarray(grey16).save(tmp_path / "grey16.png")
+    rgba = load_rgba(tmp_path / "grey16.png")
+    assert rgba.shape == (4, 16, 32) and torch.equal(rgba[3], torch.ones(16, 32))
+    torch.testing.assert_close(rgba[0], torch.from_numpy(grey16 / 65535.0).float())  # 16-bit precision kept
+    grey_alpha = np.stack([np.full((8, 8), 200, np.uint8), np.tile(np.arange(0, 256, 32, dtype=np.uint8), (8, 1))], -1)
+    Image.fromarray(grey_alpha, mode="LA").save(tmp_path / "la.png")
+    rgba = load_rgba(tmp_path / "la.png")
+    torch.testing.assert_close(rgba[:3], torch.full((3, 8, 8), 200 / 255.0))
+    torch.testing.assert_close(rgba[3], torch.from_numpy(grey_alpha[..., 1] / 255.0).float())
+
+
 def test_corrupt_and_missing_images_are_skipped_by_load_object_views(dataset_root, tmp_path, caplog):
     folder = tmp_path / "object"
     shutil.copytree(dataset_root / "a", folder)

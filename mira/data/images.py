@@ -33,22 +33,37 @@ def load_rgba(path: str | Path) -> Tensor:
     try:
         with Image.open(path) as image:
             image.load()  # decode now: truncated files fail here, not later
-            array = _to_rgba_array(image)
+            rgb, alpha = image_to_float_rgba(image)
     except ImageLoadError:
         raise
     except Exception as error:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
         raise ImageLoadError(path, f"{type(error).__name__}: {error}") from error
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    alpha = np.ones(rgb.shape[:2], dtype=np.float32) if alpha is None else alpha
+    return torch.from_numpy(np.concatenate([rgb, alpha[..., None]], axis=-1)).permute(2, 0, 1).contiguous()
 
 
-def _to_rgba_array(image: Image.Image) -> np.ndarray:
-    """(H, W, 4) float32 in [0, 1] from any PIL mode."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey
-        grey = np.asarray(image, dtype=np.float32) / 65535.0
-        return np.concatenate([np.repeat(grey[..., None], 3, axis=-1), np.ones_like(grey)[..., None]], axis=-1)
-    if image.mode != "RGBA":
-        image = image.convert("RGBA")
-    return np.asarray(image, dtype=np.float32) / 255.0
+def image_to_float_rgba(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any PIL image -> float32 RGB (H, W, 3) in [0, 1] and alpha (H, W) in [0, 1] or None.
+
+    16-bit and 32-bit integer greyscale (``I;16*``, ``I``) are scaled by their full range
+    (65535 for values above 255), float images (``F``) are taken as [0, 1] unless larger.
+    Alpha is None when the image has no alpha channel or it is fully opaque.
+    """
+    mode = image.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if mode == "F":
+            scale = 1.0 if values.max(initial=0.0) <= 1.0 else 255.0
+        else:
+            scale = 65535.0 if values.max(initial=0.0) > 255 else 255.0
+        grey = np.clip(values / scale, 0.0, 1.0).astype(np.float32)
+        return np.repeat(grey[..., None], 3, axis=-1), None
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info)
+    if has_alpha:
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+        rgb, alpha = rgba[..., :3], rgba[..., 3]
+        return rgb, (None if alpha.min() >= 1.0 else alpha)
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0, None
 
 
 def composite(rgba: Tensor, background: Sequence[float] | Tensor) -> Tensor:

@@ -4,8 +4,9 @@ Steps (:func:`preprocess_image`):
 
 1. :func:`load_image`: open the file, apply its EXIF orientation, fail clearly on a missing,
    empty or non-image file.
-2. :func:`image_to_float_rgba`: any PIL mode (1, L, LA, P, PA, RGB, RGBA, CMYK, I;16, I, F ...)
-   -> float RGB in [0, 1] and an alpha channel, or None when the image has no (informative) alpha.
+2. :func:`~mira.data.images.image_to_float_rgba` (shared with the dataset readers): any PIL mode
+   (1, L, LA, P, PA, RGB, RGBA, CMYK, I;16, I, F ...) -> float RGB in [0, 1] and an alpha channel,
+   or None when the image has no (informative) alpha.
 3. The foreground mask: the alpha channel when present, else ``rembg`` (:class:`BackgroundRemover`),
    else (``--no_rembg``) the whole image is the object.
 4. Crop to the foreground's bounding box, scale so that the box's longer side is
@@ -32,6 +33,7 @@ from torch import Tensor
 
 from mira.cameras import default_source_camera
 from mira.config import MiraConfig
+from mira.data.images import image_to_float_rgba
 from mira.inference.errors import InputError, WeightsNotFoundError
 
 # Pixels with alpha above this fraction count as the object when finding its bounding box.
@@ -93,30 +95,6 @@ def load_image(path: str | Path) -> Image.Image:
     if image.width == 0 or image.height == 0:
         raise InputError(f"{path}: the image is empty ({image.width}x{image.height} pixels)")
     return image
-
-
-def image_to_float_rgba(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
-    """Any PIL image -> float32 RGB (H, W, 3) in [0, 1] and alpha (H, W) in [0, 1] or None.
-
-    16-bit and 32-bit integer greyscale (``I;16*``, ``I``) are scaled by their full range
-    (65535 for values above 255), float images (``F``) are taken as [0, 1] unless larger.
-    Alpha is None when the image has no alpha channel or it is fully opaque.
-    """
-    mode = image.mode
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        if mode == "F":
-            scale = 1.0 if values.max(initial=0.0) <= 1.0 else 255.0
-        else:
-            scale = 65535.0 if values.max(initial=0.0) > 255 else 255.0
-        grey = np.clip(values / scale, 0.0, 1.0).astype(np.float32)
-        return np.repeat(grey[..., None], 3, axis=-1), None
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info)
-    if has_alpha:
-        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
-        rgb, alpha = rgba[..., :3], rgba[..., 3]
-        return rgb, (None if alpha.min() >= 1.0 else alpha)
-    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0, None
 
 
 # ---------------------------------------------------------------------- background removal
