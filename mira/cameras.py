@@ -133,6 +133,21 @@ def spherical_to_cartesian(azimuth_deg: Tensor, elevation_deg: Tensor, distance:
     )
 
 
+def cartesian_to_spherical(points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Inverse of :func:`spherical_to_cartesian`: points (..., 3) -> ``(azimuth_deg, elevation_deg,
+    distance)``, each (...). Azimuth in (-180, 180]; elevation in [-90, 90]; 0 degrees at the origin."""
+    distance = points.norm(dim=-1)
+    sine = (points[..., 2] / distance.clamp_min(1e-12)).clamp(-1.0, 1.0)
+    elevation = torch.rad2deg(torch.asin(sine))
+    azimuth = torch.rad2deg(torch.atan2(points[..., 1], points[..., 0]))
+    return azimuth, elevation, distance
+
+
+def camera_centers(c2w: Tensor) -> Tensor:
+    """Camera centres in world coordinates: c2w (..., 4, 4) -> (..., 3)."""
+    return c2w[..., :3, 3]
+
+
 def orbit_cameras(
     num_views: int,
     elevation_deg: float = 20.0,

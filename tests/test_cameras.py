@@ -115,6 +115,15 @@ def test_orbit_cameras_circle_the_origin() -> None:
     torch.testing.assert_close(centres[0], torch.tensor([2.0 * math.cos(math.radians(30.0)), 0.0, 1.0]))
 
 
+def test_cartesian_to_spherical_inverts_spherical_to_cartesian() -> None:
+    azimuth = torch.tensor([0.0, 45.0, 135.0, -90.0, 179.0], dtype=torch.float64)
+    elevation = torch.tensor([0.0, 20.0, -30.0, 89.0, -60.0], dtype=torch.float64)
+    distance = torch.tensor([1.0, 2.5, 0.3, 4.0, 2.0], dtype=torch.float64)
+    c2w = cameras.look_at(cameras.spherical_to_cartesian(azimuth, elevation, distance))
+    for got, expected in zip(cameras.cartesian_to_spherical(cameras.camera_centers(c2w)), (azimuth, elevation, distance)):
+        torch.testing.assert_close(got, expected)
+
+
 def test_camera_vector_layout() -> None:
     c2w = cameras.default_source_camera(2.5)
     intrinsics = torch.tensor([1.0, 1.1, 0.5, 0.4])

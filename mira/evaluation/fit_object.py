@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
+from mira.cameras import camera_centers, cartesian_to_spherical
 from mira.config import MiraConfig
 from mira.evaluation.fitting import FitOptions, TriplaneFit, fit_triplane
 from mira.evaluation.geometry import DEFAULT_FSCORE_TAUS, DEFAULT_NUM_SAMPLES, load_mesh
@@ -213,7 +214,7 @@ def write_orbit_video(model: TriplaneFit, views: ViewSet, settings: FitEvaluatio
     """Turntable of the fit at the views' mean camera distance, with the first view's intrinsics."""
     from mira.export.video import render_orbit_frames, write_video
 
-    distance = float(views.c2w[:, :3, 3].norm(dim=-1).mean())
+    distance = float(cartesian_to_spherical(camera_centers(views.c2w))[2].mean())
     frames = render_orbit_frames(
         model.renderer, model.triplanes.detach(), settings.video_frames, size + size % 2,
         settings.video_elevation_deg, distance, views.intrinsics[0],

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mira.cameras import camera_centers, cartesian_to_spherical
 from mira.evaluation.geometry import DEFAULT_FSCORE_TAUS, DEFAULT_NUM_SAMPLES, load_mesh
 from mira.evaluation.report import comparison_grid, markdown_table, save_png, write_json, write_text
 from mira.evaluation.scoring import IMAGE_METRICS, ImageScorer, mean_scores, score_mesh
@@ -101,9 +102,8 @@ def list_objects(data_dir: str | Path, split: str) -> list[tuple[str, Path]]:
 
 
 def camera_elevations_deg(c2w: Tensor) -> Tensor:
-    """Elevation (degrees above the XY plane, seen from the origin) of camera centres (N, 4, 4) -> (N,)."""
-    centres = c2w[:, :3, 3].double()
-    return torch.rad2deg(torch.asin((centres[:, 2] / centres.norm(dim=-1).clamp_min(1e-12)).clamp(-1.0, 1.0)))
+    """Elevation (degrees above the XY plane, seen from the origin) of cameras c2w (N, 4, 4) -> (N,)."""
+    return cartesian_to_spherical(camera_centers(c2w).double())[1]
 
 
 def choose_source_view(c2w: Tensor, source_view: int | None, elevation_deg: float = 20.0) -> int:
