@@ -17,8 +17,7 @@ import logging
 import sys
 from typing import Any, Sequence
 
-from mira.evaluation.geometry import DEFAULT_FSCORE_TAUS, DEFAULT_NUM_SAMPLES
-from mira.evaluation.scoring import LPIPS_BACKBONES
+from mira.evaluation.scoring import add_scoring_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,13 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="position of the source view in each object's views (default: chosen by elevation)")
     parser.add_argument("--source_elevation", type=float, default=20.0,
                         help="without --source_view: use the view whose camera elevation is closest to this (degrees)")
-    parser.add_argument("--lpips_backbone", choices=LPIPS_BACKBONES, default="pretrained",
-                        help="pretrained: the real LPIPS (needs the torchvision weights file); random: smoke tests only; none")
-    parser.add_argument("--lpips_net", choices=("vgg", "alex", "squeeze"), default="vgg")
-    parser.add_argument("--mesh_resolution", type=int, default=256, help="marching-cubes grid points per axis")
-    parser.add_argument("--density_threshold", type=float, default=None, help="marching-cubes density level (default: extract_mesh's)")
-    parser.add_argument("--fscore_tau", type=float, nargs="+", default=list(DEFAULT_FSCORE_TAUS), help="F-score thresholds (world units)")
-    parser.add_argument("--geometry_samples", type=int, default=DEFAULT_NUM_SAMPLES, help="surface samples per mesh")
+    add_scoring_arguments(parser)
     parser.add_argument("--views_per_batch", type=int, default=8, help="views per renderer call")
     parser.add_argument("--max_objects", type=int, default=None, help="evaluate only the first N objects")
     parser.add_argument("--save_meshes", action="store_true", help="also write OUT/meshes/<object>.ply")

@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from mira.config import ConfigError, MiraConfig, load_config
 from mira.evaluation.fitting import FitOptions
-from mira.evaluation.geometry import DEFAULT_FSCORE_TAUS, DEFAULT_NUM_SAMPLES
-from mira.evaluation.scoring import LPIPS_BACKBONES
+from mira.evaluation.scoring import add_scoring_arguments
 
 if TYPE_CHECKING:
     from mira.evaluation.fit_object import FitEvaluationSettings
@@ -74,13 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = parser.add_argument_group("evaluation and outputs")
     ev.add_argument("--render_size", type=int, default=None, help="image side fitted and scored (default: the config's render_size)")
     ev.add_argument("--holdout_every", type=int, default=4, help="hold out views 0, k, 2k, ...")
-    ev.add_argument("--lpips_backbone", choices=LPIPS_BACKBONES, default="pretrained",
-                    help="pretrained: the real LPIPS (needs the torchvision weights file); random: smoke tests only; none")
-    ev.add_argument("--lpips_net", choices=("vgg", "alex", "squeeze"), default="vgg")
-    ev.add_argument("--mesh_resolution", type=int, default=256, help="marching-cubes grid points per axis")
-    ev.add_argument("--density_threshold", type=float, default=None, help="marching-cubes density level (default: extract_mesh's)")
-    ev.add_argument("--fscore_tau", type=float, nargs="+", default=list(DEFAULT_FSCORE_TAUS), help="F-score thresholds (world units)")
-    ev.add_argument("--geometry_samples", type=int, default=DEFAULT_NUM_SAMPLES, help="surface samples per mesh for Chamfer / F-score")
+    add_scoring_arguments(ev)
     ev.add_argument("--video_frames", type=int, default=60, help="turntable frames (0: no video)")
     ev.add_argument("--video_elevation", type=float, default=20.0, help="turntable elevation (degrees)")
     ev.add_argument("--no_mesh", action="store_true", help="score the mesh but do not write it")
