@@ -1,6 +1,6 @@
 """Writing evaluation results: JSON without NaN, Markdown tables, comparison images.
 
-All files are written atomically (:mod:`mira.export.atomic`): a reader never sees half a file.
+All files are written atomically (:mod:`mira.atomic`): a reader never sees half a file.
 """
 
 from __future__ import annotations
