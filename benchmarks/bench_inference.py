@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> dict:
             1, 1 if args.warmup else 0,
             f"{cfg.renderer.rendering_samples_per_ray}+{cfg.renderer.importance_samples_per_ray} samples/ray, "
             f"ray chunk {cfg.renderer.ray_chunk_size}")
-    recorder.add(f"video: frames/s", args.num_frames / recorder.rows[-1]["seconds"], None, "rendering only")
+    recorder.add("video: frames/s", args.num_frames / recorder.rows[-1]["seconds"], None, "rendering only")
     with tempfile.TemporaryDirectory() as temp:
         recorder.time("video: mp4 write", lambda: write_video(frames, Path(temp) / "video.mp4", 30), 1, 0, "libx264")
         end_to_end(args, model, cfg, recorder, level, Path(temp))

@@ -14,18 +14,18 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mira.cameras import camera_centers, cartesian_to_spherical
 from mira.config import MiraConfig
 from mira.evaluation.fitting import FitOptions, TriplaneFit, fit_triplane
-from mira.evaluation.geometry import DEFAULT_FSCORE_TAUS, DEFAULT_NUM_SAMPLES, load_mesh
+from mira.evaluation.geometry import load_mesh
 from mira.evaluation.report import comparison_grid, save_png, write_json
-from mira.evaluation.scoring import IMAGE_METRICS, ImageScorer, mean_scores, score_mesh
+from mira.evaluation.scoring import IMAGE_METRICS, ImageScorer, ScoringSettings, mean_scores, score_mesh
 from mira.evaluation.views import ViewSet, holdout_split, prepare_views
 
 if TYPE_CHECKING:
@@ -35,19 +35,11 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class FitEvaluationSettings:
-    """How a fit is scored and what it writes (the non-optimisation flags of ``mira.fit``)."""
+class FitEvaluationSettings(ScoringSettings):
+    """How a fit is scored and what it writes (the non-optimisation flags of ``mira.fit``);
+    ``render_size`` is also the side of the images fitted."""
 
-    # Side of the images fitted and scored; None takes cfg.data.render_size.
-    render_size: int | None = None
     holdout_every: int = 4
-    lpips_backbone: str = "pretrained"
-    lpips_net: str = "vgg"
-    mesh_resolution: int = 256
-    # Marching-cubes iso-level of the density; None uses extract_mesh's default.
-    density_threshold: float | None = None
-    fscore_taus: Sequence[float] = field(default_factory=lambda: list(DEFAULT_FSCORE_TAUS))
-    geometry_samples: int = DEFAULT_NUM_SAMPLES
     # Turntable video: frames (0 disables), elevation (degrees), suffix .mp4 or .gif.
     video_frames: int = 60
     video_elevation_deg: float = 20.0

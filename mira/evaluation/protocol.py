@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,9 +34,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from mira.cameras import camera_centers, cartesian_to_spherical
-from mira.evaluation.geometry import DEFAULT_FSCORE_TAUS, DEFAULT_NUM_SAMPLES, load_mesh
+from mira.evaluation.geometry import load_mesh
 from mira.evaluation.report import comparison_grid, markdown_table, save_png, write_json, write_text
-from mira.evaluation.scoring import IMAGE_METRICS, ImageScorer, mean_scores, score_mesh
+from mira.evaluation.scoring import IMAGE_METRICS, ImageScorer, ScoringSettings, mean_scores, score_mesh
 from mira.evaluation.views import ViewSet, prepare_views
 
 logger = logging.getLogger(__name__)
@@ -46,22 +46,14 @@ GEOMETRY_HEADLINE = ("chamfer", "accuracy", "completeness")
 
 
 @dataclass
-class EvaluationSettings:
+class EvaluationSettings(ScoringSettings):
     """Protocol settings (the flags of ``python -m mira.evaluate``)."""
 
     split: str = "val"
-    # Side of the rendered and ground-truth images; None takes cfg.data.render_size.
-    render_size: int | None = None
     # Position of the source view in each object's view list; None: by elevation (below).
     source_view: int | None = None
     # Without source_view: the view whose camera elevation is closest to this (degrees).
     source_elevation_deg: float = 20.0
-    lpips_backbone: str = "pretrained"
-    lpips_net: str = "vgg"
-    mesh_resolution: int = 256
-    density_threshold: float | None = None
-    fscore_taus: Sequence[float] = field(default_factory=lambda: list(DEFAULT_FSCORE_TAUS))
-    geometry_samples: int = DEFAULT_NUM_SAMPLES
     # Views rendered per renderer call (memory bound; the renderer also chunks rays).
     views_per_batch: int = 8
     max_objects: int | None = None

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import Tensor
 
+from mira.evaluation.geometry import DEFAULT_FSCORE_TAUS, DEFAULT_NUM_SAMPLES
 from mira.evaluation.metrics import LPIPS_MIN_SIZE, build_lpips, lpips_distance, mask_iou, psnr, ssim
 
 if TYPE_CHECKING:
@@ -39,6 +41,21 @@ def add_scoring_arguments(parser: argparse._ActionsContainer) -> None:
     parser.add_argument("--fscore_tau", type=float, nargs="+", default=list(DEFAULT_FSCORE_TAUS), help="F-score thresholds (world units)")
     parser.add_argument("--geometry_samples", type=int, default=DEFAULT_NUM_SAMPLES,
                         help="surface samples per mesh for Chamfer / F-score")
+
+
+@dataclass
+class ScoringSettings:
+    """How views and meshes are scored; shared by ``mira.fit`` and ``mira.evaluate``."""
+
+    # Side of the rendered and ground-truth images; None takes cfg.data.render_size.
+    render_size: int | None = None
+    lpips_backbone: str = "pretrained"
+    lpips_net: str = "vgg"
+    mesh_resolution: int = 256
+    # Marching-cubes iso-level of the density; None uses extract_mesh's default.
+    density_threshold: float | None = None
+    fscore_taus: Sequence[float] = field(default_factory=lambda: list(DEFAULT_FSCORE_TAUS))
+    geometry_samples: int = DEFAULT_NUM_SAMPLES
 
 
 class ImageScorer:

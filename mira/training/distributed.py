@@ -61,7 +61,6 @@ def setup_distributed(device: str = "auto", timeout_minutes: float = 30.0) -> Di
         timeout_minutes: collective timeout (a rank stuck longer than this aborts the job).
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     torch_device = resolve_device(device, local_rank)
     if torch_device.type == "cuda":
