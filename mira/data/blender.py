@@ -39,7 +39,7 @@ def find_blender(explicit: str | Path | None = None) -> Path:
     raise BlenderNotFoundError(
         "no Blender found: install Blender >= 4.2 and put 'blender' on PATH, or set MIRA_BLENDER to it, "
         "or create the bpy environment: python3.11 -m venv .venv-blender && "
-        ".venv-blender/bin/pip install -r requirements-blender.txt"
+        ".venv-blender/bin/pip install bpy==5.0.1"
     )
 
 
