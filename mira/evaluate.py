@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from mira.config import ConfigError
     from mira.data import DatasetFormatError
-    from mira.evaluation.fit_object import resolve_device
+    from mira.devices import resolve_device
     from mira.evaluation.metrics import MissingWeightsError
     from mira.evaluation.protocol import EvaluationSettings, evaluate_dataset
     from mira.inference.checkpoint import load_model

@@ -22,6 +22,7 @@ import torch
 
 from mira.cameras import camera_centers, cartesian_to_spherical
 from mira.config import MiraConfig
+from mira.devices import resolve_device
 from mira.evaluation.fitting import FitOptions, TriplaneFit, fit_triplane
 from mira.evaluation.geometry import load_mesh
 from mira.evaluation.report import comparison_grid, save_png, write_json
@@ -48,15 +49,6 @@ class FitEvaluationSettings(ScoringSettings):
     tensorboard: bool = True
     progress: bool = True
 
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA if available, else CPU; anything else as given (clear error if CUDA is missing)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    return resolved
 
 
 def load_views(object_dir: str | Path, config: MiraConfig | None = None) -> "ObjectViews":

@@ -12,6 +12,7 @@ import sys
 from typing import Sequence
 
 from mira.config import ConfigError
+from mira.devices import DeviceUnavailableError
 from mira.export.mesh import DEFAULT_DENSITY_THRESHOLD, MeshExtractionError
 from mira.inference.errors import InferenceError
 from mira.inference.pipeline import InferencePipeline, InferenceSettings
@@ -109,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         pipeline = InferencePipeline(settings)
         summary = pipeline.run()
-    except (InferenceError, ConfigError, MeshExtractionError, OSError) as error:
+    except (InferenceError, ConfigError, DeviceUnavailableError, MeshExtractionError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for source, message in summary.failed:

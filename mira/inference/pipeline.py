@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 import mira
 from mira.atomic import atomic_output, save_image_atomic, write_json_atomic
+from mira.devices import resolve_device
 from mira.export.mesh import DEFAULT_DENSITY_THRESHOLD, MeshExtractionError, extract_mesh, save_mesh
 from mira.export.video import render_orbit_frames, write_video
 from mira.inference.checkpoint import load_model
@@ -157,15 +158,6 @@ class StageTimer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-
-def resolve_device(requested: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; a clear error for an unavailable CUDA."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InferenceError(f"--device {requested}: CUDA is not available on this machine; use --device cpu")
-    return device
 
 
 def slugify(text: str, max_length: int = 60) -> str:

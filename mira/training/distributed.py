@@ -16,6 +16,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from mira.devices import resolve_device
+
 
 @dataclass
 class DistributedContext:
@@ -36,21 +38,6 @@ class DistributedContext:
     def distributed(self) -> bool:
         return self.backend is not None
 
-
-def resolve_device(requested: str, local_rank: int) -> torch.device:
-    """``"auto"`` -> ``cuda:<local_rank>`` if CUDA is available else CPU; ``"cuda"``/``"cpu"`` as asked."""
-    if requested not in ("auto", "cuda", "cpu"):
-        raise ValueError(f"device must be 'auto', 'cuda' or 'cpu', got '{requested}'")
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was requested but CUDA is not available; pass --device cpu")
-    if local_rank >= torch.cuda.device_count():
-        raise RuntimeError(
-            f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} CUDA devices are visible; "
-            "lower torchrun's --nproc_per_node"
-        )
-    return torch.device("cuda", local_rank)
 
 
 def setup_distributed(device: str = "auto", timeout_minutes: float = 30.0) -> DistributedContext:
