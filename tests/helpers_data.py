@@ -3,17 +3,16 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import torch
 import trimesh
-from PIL import Image
 from skimage.draw import polygon
 
 from mira import cameras
+from mira.data.formats import write_object_views
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RENDER_SCRIPT = REPO_ROOT / "blender_scripts" / "dataset_rendering.py"
@@ -85,21 +84,10 @@ def write_software_object(folder: Path, mesh: trimesh.Trimesh, c2w: torch.Tensor
                           colour: tuple[int, int, int] = (200, 60, 40)) -> None:
     """An object folder in our render format without Blender: flat-coloured silhouettes of ``mesh``
     (alpha = coverage) seen from ``c2w`` (N, 4, 4) at the zero123 field of view, plus mesh.ply."""
-    folder.mkdir(parents=True, exist_ok=True)
     intrinsics = cameras.intrinsics_from_fov(cameras.ZERO123_FOV_DEG).double()
-    frames = []
+    rgba = np.zeros((len(c2w), size, size, 4), dtype=np.uint8)
+    rgba[..., :3] = colour
     for index, pose in enumerate(c2w):
-        coverage = silhouette(mesh, pose, intrinsics, size, size)
-        rgba = np.zeros((size, size, 4), dtype=np.uint8)
-        rgba[..., :3] = colour
-        rgba[..., 3] = np.round(coverage * 255).astype(np.uint8)
-        Image.fromarray(rgba, mode="RGBA").save(folder / f"{index:03d}.png")
-        c2w_gl = cameras.opencv_to_opengl(pose)
-        np.save(folder / f"{index:03d}.npy", cameras.c2w_to_w2c(c2w_gl)[:3].numpy())
-        frames.append({"file_path": f"{index:03d}.png", "transform_matrix": c2w_gl.tolist()})
-    focal = float(intrinsics[0]) * size
-    transforms = {"camera_angle_x": float(np.radians(cameras.ZERO123_FOV_DEG)), "fl_x": focal, "fl_y": focal,
-                  "cx": size / 2, "cy": size / 2, "w": size, "h": size, "frames": frames}
-    (folder / "transforms.json").write_text(json.dumps(transforms))
-    (folder / "metadata.json").write_text(json.dumps({"object_id": folder.name, "software_render": True}))
+        rgba[index, ..., 3] = np.round(silhouette(mesh, pose, intrinsics, size, size) * 255).astype(np.uint8)
+    write_object_views(folder, rgba, c2w, intrinsics, {"object_id": folder.name, "software_render": True})
     mesh.export(folder / "mesh.ply")

@@ -13,7 +13,8 @@ Three layouts are recognised (:func:`detect_format`):
   ``world_scale`` (default :data:`ZERO123_WORLD_SCALE` = 1.6) into our box.
 
 Every reader returns a :class:`ViewIndex` with OpenCV camera-to-world matrices (through the
-converters of :mod:`mira.cameras` only) and normalised intrinsics.
+converters of :mod:`mira.cameras` only) and normalised intrinsics. :func:`write_object_views`
+writes the ``"mira"`` layout from Python (software-rendered test and analytic datasets).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mira.cameras import (ZERO123_FOV_DEG, intrinsics_from_fov, normalize_intrinsics, opengl_to_opencv,
-                          to_homogeneous, w2c_to_c2w)
+from mira.atomic import write_json_atomic
+from mira.cameras import (ZERO123_FOV_DEG, c2w_to_w2c, intrinsics_from_fov, normalize_intrinsics, opencv_to_opengl,
+                          opengl_to_opencv, to_homogeneous, w2c_to_c2w)
 from mira.data.images import ImageLoadError, image_size
 
 # Largest side of the object's bounding box in our renders (world units): [-0.8, 0.8]^3.
@@ -128,6 +130,39 @@ def read_view_index(object_dir: str | Path, split: str | None = None, world_scal
 
 
 # ----------------------------------------------------------------------------- zero123
+def write_object_views(directory: str | Path, rgba: np.ndarray, c2w: Tensor, intrinsics: Tensor,
+                       metadata: dict) -> Path:
+    """Write one object folder in our render layout, as ``blender_scripts/dataset_rendering.py`` does.
+
+    Args:
+        directory: ``<output_dir>/<object_id>``, created if missing.
+        rgba: (N, H, W, 4) uint8 straight-alpha images -> ``000.png ...``.
+        c2w: (N, 4, 4) OpenCV camera-to-world -> ``transform_matrix`` (OpenGL axes) in
+            ``transforms.json`` and ``000.npy ...`` (3x4 w2c, Blender camera axes, as zero123).
+        intrinsics: (4,) normalised intrinsics shared by all views.
+        metadata: written to ``metadata.json`` (last, as the renderer does).
+    """
+    from PIL import Image
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    height, width = rgba.shape[1:3]
+    c2w_gl = opencv_to_opengl(c2w)
+    w2c_gl = c2w_to_w2c(c2w_gl)[:, :3, :]
+    frames = []
+    for view in range(rgba.shape[0]):
+        name = f"{view:03d}"
+        Image.fromarray(rgba[view], mode="RGBA").save(directory / f"{name}.png")
+        np.save(directory / f"{name}.npy", w2c_gl[view].numpy().astype(np.float32))
+        frames.append({"file_path": f"{name}.png", "transform_matrix": c2w_gl[view].tolist()})
+    fx, fy, cx, cy = intrinsics.tolist()
+    transforms = {"camera_angle_x": 2.0 * math.atan(0.5 / fx), "fl_x": fx * width, "fl_y": fy * height,
+                  "cx": cx * width, "cy": cy * height, "w": width, "h": height, "frames": frames}
+    write_json_atomic(transforms, directory / "transforms.json")
+    write_json_atomic(metadata, directory / "metadata.json")
+    return directory
+
+
 def read_zero123_views(object_dir: str | Path, world_scale: float = ZERO123_WORLD_SCALE) -> ViewIndex:
     """A zero123 ``views_release`` folder: ``NNN.png`` + ``NNN.npy`` (3x4 w2c, Blender camera axes)."""
     object_dir = Path(object_dir)

@@ -23,8 +23,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mira.atomic import write_json_atomic
-from mira.cameras import (ZERO123_FOV_DEG, c2w_to_w2c, image_rays, intrinsics_from_fov, look_at,
-                          opencv_to_opengl, spherical_to_cartesian)
+from mira.cameras import ZERO123_FOV_DEG, image_rays, intrinsics_from_fov, look_at, spherical_to_cartesian
 from mira.config import MiraConfig
 
 LIGHT_DIRECTION = (0.4, -0.3, 0.87)  # towards the light, world frame (Z up)
@@ -158,7 +157,7 @@ def write_synthetic_dataset(output_dir: str | Path, num_train: int, num_val: int
     Blender/OpenGL camera axes, ``transforms.json`` (c2w in OpenGL axes) and
     ``metadata.json``; plus ``<output_dir>/index.json = {"train": [...], "val": [...]}``.
     """
-    import imageio.v3 as iio
+    from mira.data.formats import write_object_views
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -171,7 +170,9 @@ def write_synthetic_dataset(output_dir: str | Path, num_train: int, num_val: int
             scene = make_scene(object_index, seed)
             c2w = random_cameras(num_views, torch.Generator().manual_seed(_stream_seed(seed, -1, object_index)))
             rgb, mask = render_scene(scene, c2w, intrinsics.expand(num_views, 4), size, (0.0, 0.0, 0.0))
-            _write_object(output_dir / object_id, rgb, mask, c2w, intrinsics, size, iio)
+            rgba = torch.cat([rgb * mask, mask], dim=1).permute(0, 2, 3, 1)  # straight alpha, black where empty
+            write_object_views(output_dir / object_id, (rgba.numpy() * 255).round().astype(np.uint8), c2w,
+                               intrinsics, {"source": "mira.training.synthetic_scenes", "num_views": num_views})
             index[split].append(object_id)
     write_json_atomic(index, output_dir / "index.json")
     return output_dir
@@ -180,22 +181,3 @@ def write_synthetic_dataset(output_dir: str | Path, num_train: int, num_val: int
 def _stream_seed(seed: int, epoch: int, object_index: int) -> int:
     """A 63-bit generator seed from ``(seed, epoch, object_index)``, the same in every process."""
     return int(np.random.SeedSequence([seed, epoch + 1, object_index]).generate_state(2, np.uint64)[0] >> np.uint64(1))
-
-
-def _write_object(directory: Path, rgb: Tensor, mask: Tensor, c2w: Tensor, intrinsics: Tensor, size: int, iio) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    rgba = torch.cat([rgb * mask, mask], dim=1).permute(0, 2, 3, 1)  # straight alpha, black where empty
-    c2w_gl = opencv_to_opengl(c2w)
-    w2c_gl = c2w_to_w2c(c2w_gl)[:, :3, :]
-    frames = []
-    for v in range(rgb.shape[0]):
-        name = f"{v:03d}"
-        iio.imwrite(directory / f"{name}.png", (rgba[v].numpy() * 255).round().astype(np.uint8))
-        np.save(directory / f"{name}.npy", w2c_gl[v].numpy().astype(np.float32))
-        frames.append({"file_path": f"{name}.png", "transform_matrix": c2w_gl[v].tolist()})
-    fx, fy, cx, cy = (intrinsics * size).tolist()
-    transforms = {"camera_angle_x": float(np.deg2rad(ZERO123_FOV_DEG)), "fl_x": fx, "fl_y": fy, "cx": cx,
-                  "cy": cy, "w": size, "h": size, "frames": frames}
-    write_json_atomic(transforms, directory / "transforms.json")
-    write_json_atomic({"source": "mira.training.synthetic_scenes", "num_views": rgb.shape[0]},
-                      directory / "metadata.json")
