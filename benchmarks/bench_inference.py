@@ -41,7 +41,7 @@ from mira.config import MiraConfig, load_config  # noqa: E402
 from mira.export.mesh import marching_cubes_world, query_density_grid, query_vertex_colors, renderer_box  # noqa: E402
 from mira.export.video import render_orbit_frames, write_video  # noqa: E402
 from mira.inference.pipeline import InferencePipeline, InferenceSettings, WorkItem  # noqa: E402
-from mira.inference.preprocess import source_camera  # noqa: E402
+from mira.cameras import canonical_source_c2w  # noqa: E402
 
 # facebook/dinov2-base (ViT-B/14), as in its hub config.json.
 DINOV2_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, mlp_ratio=4, patch_size=14,
@@ -138,8 +138,10 @@ def run(args: argparse.Namespace) -> dict:
 
     size = cfg.model.source_size
     images = torch.rand(1, 3, size, size, device=device)
-    c2w, intrinsics = source_camera(cfg)
-    c2w, intrinsics = c2w[None].to(device), intrinsics[None].to(device)
+    focal = cfg.data.focal_length  # a photo framed like our renders: the canonical camera of that focal
+    distance = cfg.data.source_distance_per_focal * focal
+    c2w = canonical_source_c2w(torch.tensor([distance], device=device))
+    intrinsics = torch.tensor([[focal, focal, 0.5, 0.5]], device=device)
 
     def reconstruct():
         with torch.inference_mode(), autocast:
@@ -169,7 +171,7 @@ def run(args: argparse.Namespace) -> dict:
         frames = recorder.time(
             f"video: render {args.num_frames} x {args.render_size}^2",
             lambda: render_orbit_frames(model.renderer, triplanes, args.num_frames, args.render_size, 20.0,
-                                        cfg.data.source_camera_distance, frame_intrinsics),
+                                        distance, frame_intrinsics),
             1, 1 if args.warmup else 0,
             f"{cfg.renderer.rendering_samples_per_ray}+{cfg.renderer.importance_samples_per_ray} samples/ray, "
             f"ray chunk {cfg.renderer.ray_chunk_size}")

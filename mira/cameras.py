@@ -169,8 +169,72 @@ def default_source_camera(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """The canonical source camera for an image without one: azimuth 0, (4, 4) c2w."""
+    """A camera at azimuth 0 and the given elevation and distance, looking at the origin: (4, 4) c2w."""
     return orbit_cameras(1, elevation_deg, distance, 0.0, dtype=dtype, device=device)[0]
+
+
+# ---------------------------------------------------------------------- the canonical source frame
+def canonical_source_c2w(distance: Tensor) -> Tensor:
+    """The canonical source pose at ``distance`` (...,): (..., 4, 4) OpenCV c2w.
+
+    The camera sits on the +X axis at azimuth 0, elevation 0, looking at the origin with +Z up:
+    image right is world +Y, image down is world -Z. Every source view is re-expressed in the
+    frame where its camera has this pose (:func:`source_to_canonical`).
+    """
+    zeros = torch.zeros_like(distance)
+    return look_at(torch.stack([distance, zeros, zeros], dim=-1))
+
+
+def similarity_scale(similarity: Tensor) -> Tensor:
+    """The uniform scale ``s`` of similarity transforms ``[[s R, t], [0, 1]]`` (..., 4, 4) -> (...,)."""
+    return similarity[..., :3, 0].norm(dim=-1)
+
+
+def source_to_canonical(source_c2w: Tensor, canonical_distance: Tensor) -> Tensor:
+    """The similarity transform that moves a source camera to the canonical source pose.
+
+    ``x' = s R (x - c) + c'`` with ``R = R' R^T`` (the source camera's rotation ``R`` onto the
+    canonical one ``R'``), ``c`` / ``c'`` the source / canonical camera centres and
+    ``s = canonical_distance / z0``, where ``z0`` is the depth of the world origin in the source
+    camera (its distance when it looks at the origin). Applied to the whole scene (cameras with
+    :func:`transform_cameras`, points with :func:`transform_points`) it changes no image: the
+    source camera ends up exactly at :func:`canonical_source_c2w` and the world origin (the object
+    centre) stays at the origin when the source camera looks at it.
+
+    Args:
+        source_c2w: (..., 4, 4) OpenCV camera-to-world of the source views.
+        canonical_distance: (...,) distance of the canonical camera from the origin.
+    Returns:
+        (..., 4, 4) similarity ``[[s R, t], [0, 1]]`` (world -> canonical world).
+    """
+    canonical = canonical_source_c2w(canonical_distance.to(source_c2w.dtype))
+    rotation = canonical[..., :3, :3] @ source_c2w[..., :3, :3].transpose(-1, -2)
+    centre = source_c2w[..., :3, 3]
+    origin_depth = -(centre * source_c2w[..., :3, 2]).sum(-1)  # z of the world origin in the source camera
+    if bool((origin_depth <= 0).any()):
+        raise ValueError("source_to_canonical: the world origin (object centre) is behind a source camera")
+    scale = canonical_distance.to(source_c2w.dtype) / origin_depth
+    similarity = torch.zeros_like(source_c2w)
+    similarity[..., :3, :3] = scale[..., None, None] * rotation
+    similarity[..., :3, 3] = canonical[..., :3, 3] - scale[..., None] * (rotation @ centre[..., None])[..., 0]
+    similarity[..., 3, 3] = 1.0
+    return similarity
+
+
+def transform_points(similarity: Tensor, points: Tensor) -> Tensor:
+    """Apply similarity transforms (B, 4, 4) to points (B, N, 3) -> (B, N, 3)."""
+    return points @ similarity[:, :3, :3].transpose(-1, -2) + similarity[:, None, :3, 3]
+
+
+def transform_cameras(similarity: Tensor, c2w: Tensor) -> Tensor:
+    """Move cameras c2w (B, V, 4, 4) with the scene under similarities (B, 4, 4) -> (B, V, 4, 4).
+
+    The camera centre is transformed like a point and its axes are rotated (the scale only
+    moves the centre), so an image a camera sees of the transformed scene is unchanged.
+    """
+    moved = similarity[:, None] @ c2w
+    moved[..., :3, :3] = moved[..., :3, :3] / similarity_scale(similarity)[:, None, None, None]
+    return moved
 
 
 # ---------------------------------------------------------------------- intrinsics

@@ -24,6 +24,9 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid (unknown key, wrong type, bad value)."""
 
 
+DATA_SOURCES = ("renders", "procedural")
+
+
 @dataclass
 class ModelConfig:
     """Image encoder, camera embedding and triplane transformer decoder."""
@@ -52,6 +55,9 @@ class ModelConfig:
     # Channels per plane (C).
     triplane_dim: int = 40
     gradient_checkpointing: bool = False
+    # Add a fixed 2D sine-cosine code of each image patch's position to the decoder's image tokens
+    # (the triplane tokens carry the same kind of code): see mira/models/transformer.py.
+    context_position_embedding: bool = False
 
 
 @dataclass
@@ -88,12 +94,22 @@ class DataConfig:
     render_size: int = 128
     # Number of supervision views per sample.
     supervision_k: int = 4
-    # Default source camera when an image carries none (inference): normalised
-    # focal length fx/W = fy/H and principal point (cx/W, cy/H).
+    # The camera assumed for an image that carries none (a photo at inference): focal length
+    # focal_length * (larger image side) pixels and principal point (cx/W, cy/H).
     focal_length: float = 1.09375  # 35 mm lens / 32 mm sensor: fov 49.1 deg, as our renders and zero123's
     principal_point: list[float] = field(default_factory=lambda: [0.5, 0.5])
-    # Default source camera distance from the origin (world units).
-    source_camera_distance: float = 2.5
+    # The source-view contract (mira/data/source_view.py, docs/CAMERAS.md): every source view is
+    # framed so the object's box fills this fraction of the input side...
+    source_foreground_ratio: float = 0.85
+    # ...and its camera put at the canonical pose at distance source_distance_per_focal * (normalised
+    # focal of the framed view): objects land at about the same size in the canonical world.
+    source_distance_per_focal: float = 1.6
+    # Bounding-sphere radius of the training/evaluation objects in their own world (our renders and
+    # the procedural objects are normalised to 0.9): keeps the canonical object inside the box.
+    object_radius: float = 0.9
+    # Training: composite every sample (source and targets, and the renderer) on a random colour, so
+    # white or dark parts of objects are not confused with the background; false: background_color.
+    random_background: bool = True
     # Random resized crops of the supervision views: scale range of the crop side.
     random_crop_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
     num_workers: int = 4
@@ -102,6 +118,17 @@ class DataConfig:
     # zero123 / Objaverse views_release folders: their world ([-0.5, 0.5]^3 objects, cameras at
     # radius 1.5) is scaled by this into ours (largest object side 1.6).
     zero123_world_scale: float = 1.6
+    # Where training samples come from: "renders" (data_dir, written by load_input_data.py) or
+    # "procedural" (mira.data.procedural: SDF composites rendered on the fly on the training device).
+    data_source: str = "renders"
+    # Procedural data: 0 = a new object for every sample (an endless stream, procedural_epoch_size
+    # objects per nominal epoch); N > 0 = a fixed set of N objects (overfitting tests).
+    procedural_objects: int = 0
+    procedural_epoch_size: int = 20000
+    # Fraction of procedural samples lit by random lights (the rest: the Blender script's default light).
+    procedural_random_lighting: float = 0.5
+    # Each object always shows the same source view (overfitting tests); false: a random view per sample.
+    fixed_source_view: bool = False
 
 
 @dataclass
@@ -116,7 +143,9 @@ class TrainConfig:
     max_steps: int = 0  # 0: no bound beyond num_epochs
     lpips_net: str = "vgg"
     lpips_weight: float = 2.0
-    mask_loss_weight: float = 0.0
+    # Weight of the MSE between rendered opacity and the object mask (with random backgrounds this
+    # is what tells the object from the background).
+    mask_loss_weight: float = 1.0
     model_save_path: str = "checkpoints"
     # How a run starts: "auto" resumes from the latest checkpoint in model_save_path
     # if there is one; "none" starts fresh; a path to a checkpoint-*.pt file resumes
@@ -265,9 +294,21 @@ class MiraConfig:
         if len(d.principal_point) != 2:
             fail("principal_point", "must have 2 values (cx/W, cy/H)")
         if d.focal_length <= 0:
-            fail("focal_length", "must be positive (normalised: fx / image width)")
+            fail("focal_length", "must be positive (normalised: focal / larger image side)")
+        if not 0.0 < d.source_foreground_ratio <= 1.0:
+            fail("source_foreground_ratio", f"must be in (0, 1], got {d.source_foreground_ratio}")
+        if d.source_distance_per_focal <= 0:
+            fail("source_distance_per_focal", f"must be positive, got {d.source_distance_per_focal}")
+        if d.object_radius <= 0:
+            fail("object_radius", f"must be positive, got {d.object_radius}")
         if d.supervision_k < 1:
             fail("supervision_k", "must be at least 1")
+        if d.data_source not in DATA_SOURCES:
+            fail("data_source", f"must be one of {DATA_SOURCES}, got '{d.data_source}'")
+        if d.procedural_objects < 0 or d.procedural_epoch_size < 1:
+            fail("procedural_objects", "must be >= 0 and procedural_epoch_size >= 1")
+        if not 0.0 <= d.procedural_random_lighting <= 1.0:
+            fail("procedural_random_lighting", f"must be in [0, 1], got {d.procedural_random_lighting}")
 
     # ------------------------------------------------------------------ helpers
     def _sections(self) -> list[Any]:

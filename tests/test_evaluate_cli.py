@@ -103,8 +103,11 @@ def test_evaluate_writes_per_object_and_mean_figures(tiny_checkpoint, dataset, t
 
 
 def test_evaluate_scores_match_a_direct_model_call(tiny_checkpoint, dataset, tmp_path):
-    """Recompute one view's PSNR by hand: source 002 -> render view 000, over a white background."""
+    """Recompute one view's PSNR by hand: source 002 (through the source-view contract) -> render view 000,
+    over a white background."""
+    from mira.cameras import transform_cameras
     from mira.data.images import composite, resize
+    from mira.data.source_view import prepare_training_source_view
     from mira.models import MIRA
 
     summary = run_evaluate(tiny_checkpoint, dataset / "sphere_1000001", tmp_path, "--source_view", "2",
@@ -114,9 +117,10 @@ def test_evaluate_scores_match_a_direct_model_call(tiny_checkpoint, dataset, tmp
     model = MIRA.from_pretrained(tiny_checkpoint)
     views = load_object_views(dataset / "sphere_1000001")
     white = [1.0, 1.0, 1.0]
-    source = resize(composite(views.images[2], white), model.config.model.source_size)
+    source = prepare_training_source_view(views.images[2:3], views.c2w[2:3], views.intrinsics[2:3], model.config, white)
+    target_c2w = transform_cameras(source.world_to_canonical, views.c2w[None, 0:1])  # moved with the source camera
     with torch.no_grad():
-        out = model(source[None], views.c2w[2:3], views.intrinsics[2:3], views.c2w[None, 0:1], views.intrinsics[None, 0:1], 24)
+        out = model(source.image, source.c2w, source.intrinsics, target_c2w, views.intrinsics[None, 0:1], 24)
     target = resize(composite(views.images[0], white), 24)
     expected = float(psnr(out["rgb"][0], target[None]))
     assert metrics["per_view"][0]["view"] == "000"

@@ -21,7 +21,8 @@ from mira.inference import load_model
 from mira.inference.cli import main
 from mira.inference.errors import CheckpointConfigMismatchError, InferenceError, WeightsNotFoundError
 from mira.inference.pipeline import InferencePipeline, InferenceSettings
-from mira.inference.preprocess import load_image, preprocess_image, source_camera
+from mira.data.source_view import SourceFraming
+from mira.inference.preprocess import load_image, preprocess_image
 
 FAST = ["--num_frames", "5", "--render_size", "24", "--mesh_resolution", "24", "--no_progress"]
 
@@ -38,10 +39,9 @@ def object_png(tmp_path_factory):
 
 def _triplanes(model, image_path):
     cfg = model.config
-    prepared = preprocess_image(load_image(image_path), cfg.model.source_size, cfg.renderer.background_color)
-    c2w, intrinsics = source_camera(cfg)
+    prepared = preprocess_image(load_image(image_path), SourceFraming.from_config(cfg), cfg.renderer.background_color)
     with torch.no_grad():
-        return model.forward_triplanes(prepared.image[None], c2w[None], intrinsics[None])
+        return model.forward_triplanes(prepared.image[None], prepared.c2w[None], prepared.intrinsics[None])
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,22 @@ import torch
 from PIL import Image
 
 from helpers_inference import build_tiny_rembg_onnx, object_image, tiny_config
+from mira.cameras import canonical_source_c2w
+from mira.data.source_view import SourceFraming
 from mira.inference.errors import InputError, WeightsNotFoundError
 from mira.inference.preprocess import (
     BackgroundRemover,
-    center_on_square,
     foreground_box,
     image_to_float_rgba,
     load_image,
     preprocess_image,
-    source_camera,
 )
 
 WHITE = (1.0, 1.0, 1.0)
+
+
+def framing(size: int, ratio: float = 0.85) -> SourceFraming:
+    return SourceFraming(size=size, foreground_ratio=ratio)
 
 
 # ---------------------------------------------------------------------- files
@@ -77,7 +81,7 @@ def _mode_images() -> dict[str, Image.Image]:
 @pytest.mark.parametrize("mode", list(_mode_images()))
 def test_every_mode_gives_a_valid_model_input(tmp_path, mode):
     image = _mode_images()[mode]
-    prepared = preprocess_image(image, 32, WHITE, 0.85, remover=None)
+    prepared = preprocess_image(image, framing(32), WHITE, remover=None)
     assert prepared.image.shape == (3, 32, 32) and prepared.image.dtype == torch.float32
     assert torch.isfinite(prepared.image).all() and prepared.image.min() >= 0 and prepared.image.max() <= 1
     expected_source = "alpha" if mode in ("RGBA", "LA", "P+transparency") else "none"
@@ -105,7 +109,7 @@ def test_alpha_object_is_cropped_centred_and_scaled():
     box = (10, 50, 40, 70)  # 30 wide, 20 tall, far off-centre
     image = Image.fromarray(object_image(width=120, height=90, box=box), mode="RGBA")
     background = (0.0, 0.0, 1.0)
-    prepared = preprocess_image(image, 64, background, foreground_ratio=0.5, remover=None)
+    prepared = preprocess_image(image, framing(64, 0.5), background, remover=None)
     assert prepared.foreground_box == box and prepared.original_size == (120, 90)
     out = prepared.image.numpy()
     is_object = np.abs(out - np.array(background)[:, None, None]).max(axis=0) > 0.5
@@ -122,14 +126,14 @@ def test_premultiplied_resampling_has_no_dark_fringe():
     result must be white everywhere (straight-alpha resampling would draw a dark outline)."""
     pixels = np.zeros((50, 50, 4), dtype=np.uint8)
     pixels[10:40, 12:38] = (255, 255, 255, 255)
-    prepared = preprocess_image(Image.fromarray(pixels, mode="RGBA"), 37, WHITE, 0.85, remover=None)
+    prepared = preprocess_image(Image.fromarray(pixels, mode="RGBA"), framing(37), WHITE, remover=None)
     assert prepared.image.min() > 0.99
 
 
 def test_no_alpha_without_rembg_uses_the_whole_image():
     pixels = np.zeros((20, 40, 3), dtype=np.uint8)
     pixels[:, :20] = 255
-    prepared = preprocess_image(Image.fromarray(pixels), 40, WHITE, 0.85, remover=None)
+    prepared = preprocess_image(Image.fromarray(pixels), framing(40), WHITE, remover=None)
     assert prepared.mask_source == "none" and prepared.foreground_box == (0, 0, 40, 20)
     out = prepared.image.numpy()
     assert out[:, 10:30, 25:35].max() < 0.05  # the black right half, padded above and below only
@@ -139,21 +143,19 @@ def test_no_alpha_without_rembg_uses_the_whole_image():
 def test_fully_transparent_and_uniform_images_are_rejected():
     transparent = Image.fromarray(np.zeros((16, 16, 4), dtype=np.uint8), mode="RGBA")
     with pytest.raises(InputError, match="fully transparent"):
-        preprocess_image(transparent, 32, WHITE, name="ghost.png")
+        preprocess_image(transparent, framing(32), WHITE, name="ghost.png")
     uniform = Image.fromarray(np.full((16, 16, 3), 128, dtype=np.uint8))
     with pytest.raises(InputError, match="empty"):
-        preprocess_image(uniform, 32, WHITE, name="grey.png")
-    with pytest.raises(InputError, match="foreground_ratio"):
-        preprocess_image(Image.fromarray(object_image()), 32, WHITE, foreground_ratio=1.5)
+        preprocess_image(uniform, framing(32), WHITE, name="grey.png")
+    with pytest.raises(ValueError, match="foreground_ratio"):
+        framing(32, 1.5)
 
 
-def test_foreground_box_and_center_on_square_shapes():
+def test_foreground_box():
     alpha = np.zeros((10, 12), dtype=np.float32)
     assert foreground_box(alpha) is None
     alpha[2:5, 3:9] = 1.0
     assert foreground_box(alpha) == (3, 2, 9, 5)
-    out = center_on_square(np.ones((10, 12, 3), np.float32), alpha, (3, 2, 9, 5), 16, 1.0, (0.0, 0.0, 0.0))
-    assert out.shape == (3, 16, 16)
 
 
 # ---------------------------------------------------------------------- rembg
@@ -169,7 +171,7 @@ def test_rembg_custom_onnx_session_finds_the_object(tmp_path, monkeypatch):
     monkeypatch.setenv("U2NET_HOME", str(tmp_path / "rembg_home"))
     model = build_tiny_rembg_onnx(tmp_path / "elsewhere" / "tiny_u2net.onnx")
     remover = BackgroundRemover(str(model))
-    prepared = preprocess_image(Image.fromarray(_dark_object_on_white()), 32, WHITE, 0.85, remover=remover)
+    prepared = preprocess_image(Image.fromarray(_dark_object_on_white()), framing(32), WHITE, remover=remover)
     assert prepared.mask_source == "rembg"
     np.testing.assert_allclose(prepared.foreground_box, (30, 20, 70, 60), atol=3)
     import os
@@ -190,10 +192,20 @@ def test_rembg_missing_weights_say_what_to_download_and_where(tmp_path, monkeypa
         BackgroundRemover(str(tmp_path / "missing.onnx"))
 
 
-def test_source_camera_follows_the_config():
+def test_camera_of_a_photo_follows_the_framing_and_the_config():
+    """No camera in the file: the assumed camera (focal_length x larger side, principal point) is
+    cropped with the framing, and the canonical camera sits at distance_per_focal x that focal."""
     cfg = tiny_config()
-    cfg.override(source_camera_distance=2.2, focal_length=1.2, principal_point=[0.45, 0.55])
-    c2w, intrinsics = source_camera(cfg)
-    np.testing.assert_allclose(c2w[:3, 3].numpy(), [2.2, 0.0, 0.0], atol=1e-6)
-    np.testing.assert_allclose(c2w[:3, 2].numpy(), [-1.0, 0.0, 0.0], atol=1e-6)  # looks at the origin
-    np.testing.assert_allclose(intrinsics.numpy(), [1.2, 1.2, 0.45, 0.55])
+    cfg.override(focal_length=1.2, principal_point=[0.45, 0.55], source_distance_per_focal=1.5)
+    box = (20, 30, 60, 50)  # 40 x 20 px object in a 120 x 90 photo
+    image = Image.fromarray(object_image(width=120, height=90, box=box), mode="RGBA")
+    prepared = preprocess_image(image, SourceFraming.from_config(cfg, foreground_ratio=0.5), WHITE)
+    side = 40 / 0.5  # the crop: longer side / ratio, centred on the box
+    left, top = 40 - side / 2, 40 - side / 2
+    np.testing.assert_allclose(prepared.crop_box, (left, top, left + side, top + side), atol=1e-4)
+    focal = 1.2 * 120 / side
+    expected = [focal, focal, (0.45 * 120 - left) / side, (0.55 * 90 - top) / side]
+    np.testing.assert_allclose(prepared.intrinsics.numpy(), expected, rtol=1e-5)
+    expected_c2w = canonical_source_c2w(torch.tensor(1.5 * focal))
+    np.testing.assert_allclose(prepared.c2w.numpy(), expected_c2w.numpy(), atol=1e-5)
+    np.testing.assert_allclose(prepared.c2w[:3, 2].numpy(), [-1.0, 0.0, 0.0], atol=1e-6)  # looks at the origin

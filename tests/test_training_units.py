@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from helpers_training import TINY_CONFIG, disk_config, tiny_config, write_disk_dataset
-from mira.cameras import project_points
+from mira.cameras import project_points, transform_cameras, transform_points
 from mira.config import ConfigError, load_config
 from mira.models import MIRA
 from mira.training import NonFiniteLossError, Trainer
@@ -198,13 +198,14 @@ def test_synthetic_scenes_are_consistent_and_deterministic(tmp_path):
     dataset = SyntheticSceneDataset(config, num_objects=3)
     item = dataset[1]
     scene = make_scene(1, config.train.seed)
-    uv, depth = project_points(scene.centers[None].expand(3, -1, -1), item["target_c2w"], item["target_intrinsics"], 32, 32)
+    centers = transform_points(item["world_to_canonical"][None], scene.centers[None])  # the canonical frame
+    uv, depth = project_points(centers.expand(3, -1, -1), item["target_c2w"], item["target_intrinsics"], 32, 32)
     for view in range(3):
         nearest = depth[view].argmin()  # the front sphere's centre projects inside the mask
         u, v = uv[view, nearest].long().tolist()
         assert item["target_masks"][view, 0, v, u] == 1
     background = item["target_masks"][:, 0] == 0
-    assert torch.all(item["target_images"].permute(0, 2, 3, 1)[background] == 1.0)  # white background
+    assert torch.all(item["target_images"].permute(0, 2, 3, 1)[background] == item["background"])  # its colour
     again = dataset[1]
     assert all(torch.equal(item[k], again[k]) for k in ("target_images", "target_c2w", "source_image"))
     dataset.set_epoch(1)
@@ -221,10 +222,15 @@ def test_written_scenes_read_back_through_mira_data(tmp_path):
     assert len(dataset) == 8 and len(MultiViewDataset(config, "val")) == 2
     item = dataset[2]
     scene = make_scene(int(item["object_id"].split("_")[1]), seed=3)
-    rgb, mask = render_scene(scene, item["target_c2w"], item["target_intrinsics"], 32, config.renderer.background_color)
+    views = dataset.view_index(item["object_id"])
+    targets = [views.names.index(name) for name in item["target_views"]]
+    rgb, mask = render_scene(scene, views.c2w[targets], item["target_intrinsics"], 32, item["background"].tolist())
     assert mask.mean() > 0.02
     torch.testing.assert_close(item["target_masks"], mask, atol=1e-6, rtol=0)
     torch.testing.assert_close(item["target_images"], rgb, atol=1 / 255 + 1e-6, rtol=0)
+    # and the item's cameras are those cameras moved into the canonical source frame
+    torch.testing.assert_close(item["target_c2w"], transform_cameras(item["world_to_canonical"][None],
+                                                                     views.c2w[targets][None])[0])
 
 
 # ---------------------------------------------------------------------- non-finite losses

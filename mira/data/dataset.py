@@ -22,11 +22,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from mira.cameras import crop_intrinsics
+from mira.cameras import crop_intrinsics, transform_cameras
 from mira.config import MiraConfig
 from mira.data.formats import DatasetFormatError, ViewIndex, detect_format, read_view_index
 from mira.data.images import ImageLoadError, composite, load_rgba, resize
 from mira.data.index import read_index
+from mira.data.source_view import prepare_training_source_view
 
 LOGGER = logging.getLogger(__name__)
 # Objects tried in turn (index, index + 1, ...) before a sample gives up.
@@ -85,12 +86,17 @@ class MultiViewDataset(Dataset):
 
         source_image (3, S, S), source_c2w (4, 4), source_intrinsics (4,),
         target_images (K, 3, H, W), target_masks (K, 1, H, W), target_c2w (K, 4, 4),
-        target_intrinsics (K, 4), object_id (str)
+        target_intrinsics (K, 4), background (3,), world_to_canonical (4, 4) (the similarity taking the
+        object's world to the canonical frame), object_id (str), source_view (str) and target_views (K str): the view names
 
-    Cameras are OpenCV c2w with normalised intrinsics; images are composited on the
-    background colour. The source view is the full image; with ``source_in_targets`` it is
-    also the first target. Targets may be random resized crops (``random_crop_scale``: range
-    of the crop side as a fraction of the image side) with matching intrinsics.
+    The source view goes through the source-view contract
+    (:func:`mira.data.source_view.prepare_training_source_view`): framed, its camera at the
+    canonical pose, and every target camera moved into that canonical frame with it. Cameras are
+    OpenCV c2w with normalised intrinsics; images are composited on ``background`` (random per
+    training sample with ``random_background``, else ``background_color``). With
+    ``source_in_targets`` the source view is also the first target (its whole image). Targets may
+    be random resized crops (``random_crop_scale``: range of the crop side as a fraction of the
+    image side) with matching intrinsics.
     A corrupt or missing image is skipped with a warning naming the file and counted in
     :attr:`num_skipped`; another view (or, failing all, another object) takes its place.
     """
@@ -199,27 +205,42 @@ class MultiViewDataset(Dataset):
             self._skipped.add(1)
             LOGGER.warning("skipping unreadable image %s (%s)", path, error)
 
+    def background(self, rng: np.random.Generator) -> Tensor:
+        """(3,) the sample's background: uniform random RGB when training with ``random_background``."""
+        if self.split == "train" and self.config.data.random_background:
+            return torch.from_numpy(rng.uniform(0.0, 1.0, size=3)).float()
+        return torch.tensor(self.config.renderer.background_color, dtype=torch.float32)
+
     def _assemble(self, object_id: str, views: ViewIndex, chosen: list[int], images: list[Tensor],
                   source: int, targets: list[int], rng: np.random.Generator) -> dict:
-        background = self.config.renderer.background_color
-        size_s, size_t = self.config.model.source_size, self.config.data.render_size
-        source_rgb = resize(composite(images[source], background), size_s)
+        background = self.background(rng)
+        size_t = self.config.data.render_size
+        try:
+            prepared = prepare_training_source_view(
+                images[source][None].float(), views.c2w[chosen[source]][None].float(),
+                views.intrinsics[chosen[source]][None].float(), self.config, background)
+        except ValueError as error:  # empty image, object centre behind the camera
+            raise ObjectSkipped(f"source view {views.image_paths[chosen[source]]}: {error}") from error
         target_rgb, target_mask, target_intr = [], [], []
         for t in targets:
             image, intrinsics = self._random_crop(images[t], views.intrinsics[chosen[t]], rng)
             target_rgb.append(resize(composite(image, background), size_t))
             target_mask.append(resize(image[3:4], size_t))
             target_intr.append(intrinsics)
-        target_views = [chosen[t] for t in targets]
+        target_c2w = transform_cameras(prepared.world_to_canonical, views.c2w[[chosen[t] for t in targets]][None].float())
         return {
-            "source_image": source_rgb.float(),
-            "source_c2w": views.c2w[chosen[source]].float(),
-            "source_intrinsics": views.intrinsics[chosen[source]].float(),
+            "source_image": prepared.image[0],
+            "source_c2w": prepared.c2w[0],
+            "source_intrinsics": prepared.intrinsics[0],
             "target_images": torch.stack(target_rgb).float(),
             "target_masks": torch.stack(target_mask).float(),
-            "target_c2w": views.c2w[target_views].float(),
+            "target_c2w": target_c2w[0],
             "target_intrinsics": torch.stack(target_intr).float(),
+            "background": background,
+            "world_to_canonical": prepared.world_to_canonical[0],
             "object_id": object_id,
+            "source_view": views.names[chosen[source]],
+            "target_views": [views.names[chosen[t]] for t in targets],
         }
 
     def _random_crop(self, rgba: Tensor, intrinsics: Tensor, rng: np.random.Generator) -> tuple[Tensor, Tensor]:

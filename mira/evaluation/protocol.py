@@ -6,14 +6,15 @@ For each object (``docs/EVALUATION.md`` states the protocol in full):
 2. the *source view* is, by default, the view whose camera elevation (seen from the origin)
    is closest to ``source_elevation_deg`` = 20 degrees, the lowest index on ties: a typical
    "front, slightly above" input whatever the random cameras of the render; ``source_view``
-   picks a view by position instead. Its RGBA image is composited on the renderer background
-   and resized to ``model.source_size`` exactly as in training
-   (:class:`mira.data.MultiViewDataset`), and its real camera is the model's source camera;
+   picks a view by position instead. It goes through the source-view contract shared with
+   training and ``test.py`` (:mod:`mira.data.source_view`): framed, composited on the renderer
+   background, its camera at the canonical pose; every target camera moves with it;
 3. the model reconstructs triplanes and renders **every other view** at ``render_size`` with
    deterministic (eval-mode) sampling;
 4. scores per view: PSNR, SSIM, LPIPS, mask IoU (:mod:`mira.evaluation.scoring`); the object's
    figure is the mean over its views;
-5. the mesh (marching cubes of the density at ``mesh_resolution``) is scored against the
+5. the mesh (marching cubes of the density at ``mesh_resolution``), moved back from the canonical
+   frame to the object's world by the inverse of the source similarity, is scored against the
    object's ``mesh.ply`` with Chamfer distance and F-score@tau (:mod:`mira.evaluation.geometry`),
    with no alignment: cameras and world frame are known.
 
@@ -23,6 +24,7 @@ cannot be read is logged, listed under ``failed`` and left out of the means.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -33,7 +35,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mira.cameras import camera_centers, cartesian_to_spherical
+from mira.cameras import camera_centers, cartesian_to_spherical, transform_cameras
+from mira.data.source_view import SourceView, prepare_training_source_view
 from mira.evaluation.geometry import load_mesh
 from mira.evaluation.report import comparison_grid, markdown_table, save_png, write_json, write_text
 from mira.evaluation.scoring import IMAGE_METRICS, ImageScorer, ScoringSettings, mean_scores, score_mesh
@@ -119,11 +122,11 @@ def source_and_targets(c2w: Tensor, source_view: int | None, elevation_deg: floa
     return source, [i for i in range(num_views) if i != source]
 
 
-def source_image(views: Any, index: int, size: int, background: Sequence[float]) -> Tensor:
-    """The model input of view ``index``: RGB (3, size, size) over ``background``, as in training."""
-    from mira.data.images import composite, resize
-
-    return resize(composite(views.images[index].float(), background), size)
+def prepare_source(views: Any, index: int, config: Any) -> SourceView:
+    """The model input of view ``index`` through the source-view contract shared with training and
+    ``test.py`` (:func:`mira.data.source_view.prepare_training_source_view`), over ``background_color``."""
+    return prepare_training_source_view(views.images[index][None].float(), views.c2w[index][None].float(),
+                                        views.intrinsics[index][None].float(), config, config.renderer.background_color)
 
 
 @torch.no_grad()
@@ -155,16 +158,19 @@ def evaluate_object(
     size = settings.render_size or config.data.render_size
     background = config.renderer.background_color
     source, target_index = source_and_targets(views.c2w, settings.source_view, settings.source_elevation_deg)
-    image = source_image(views, source, config.model.source_size, background)
+    prepared = prepare_source(views, source, config)
+    to_canonical = prepared.world_to_canonical
     targets = prepare_views(views, size, background).subset(target_index)
+    targets = dataclasses.replace(targets, c2w=transform_cameras(to_canonical, targets.c2w[None].float())[0])
     triplanes, rendered = reconstruct_and_render(
-        model, image, views.c2w[source].float(), views.intrinsics[source].float(), targets, settings.views_per_batch
+        model, prepared.image[0], prepared.c2w[0], prepared.intrinsics[0], targets, settings.views_per_batch
     )
     device = triplanes.device
     per_view = scorer.score_views(rendered["rgb"], targets.rgb.to(device), rendered["opacity"], targets.mask.to(device))
     mesh, geometry = score_mesh(
         model.renderer, triplanes, truth_mesh, settings.mesh_resolution, settings.density_threshold,
         settings.fscore_taus, settings.geometry_samples, seed=settings.seed,
+        mesh_to_world=torch.linalg.inv(to_canonical[0].double()),
     )
     metrics = {
         **mean_scores(per_view, IMAGE_METRICS),

@@ -147,8 +147,12 @@ def score_mesh(
     taus: Sequence[float] = (0.1, 0.05, 0.2),
     num_samples: int = 16384,
     seed: int = 0,
+    mesh_to_world: Tensor | None = None,
 ) -> tuple["trimesh.Trimesh | None", dict[str, float]]:
     """Extract the mesh of one triplane (1, 3, C, R, R) and score it against ``truth``.
+
+    ``mesh_to_world`` (4, 4), a similarity, first moves the extracted mesh into the frame of
+    ``truth`` (the canonical source frame -> the object's world in :mod:`mira.evaluation.protocol`).
 
     Returns the mesh (None if the field has no surface at the threshold) and the geometry
     figures of :func:`mira.evaluation.geometry.geometry_metrics` (empty without a ground truth).
@@ -162,6 +166,8 @@ def score_mesh(
         mesh = extract_mesh(renderer, triplanes, resolution=resolution, **kwargs)
         if len(mesh.faces) == 0:
             raise MeshExtractionError("marching cubes returned no triangles")
+        if mesh_to_world is not None:
+            mesh.apply_transform(mesh_to_world.detach().double().cpu().numpy())
     except MeshExtractionError as error:
         logger.warning("no mesh extracted (%s); geometry metrics count as failed", error)
         mesh = None

@@ -1,8 +1,9 @@
 """A 360-degree turntable video of a triplane: orbit cameras, chunked rendering, mp4 or gif.
 
-The orbit starts at azimuth 0, the azimuth of :func:`mira.cameras.default_source_camera`,
-so the first frame shows the object from the input image's side; it turns towards +Y
-(counter-clockwise seen from above, +Z up).
+The orbit starts at azimuth 0, the azimuth of the canonical source camera
+(:func:`mira.cameras.canonical_source_c2w`), so the first frame shows the object from the input
+image's side (at elevation 0, exactly the input view); it turns towards +Y (counter-clockwise
+seen from above, +Z up).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Inference: images or prompts -> triplanes -> mesh and video (``test.py`` is its command line).
 
-Modules: :mod:`~mira.inference.preprocess` (image loading, background removal, centring),
+Modules: :mod:`~mira.inference.preprocess` (image loading, background removal, the source-view contract),
 :mod:`~mira.inference.text_to_image` (diffusers prompt -> image), :mod:`~mira.inference.checkpoint`
 (any checkpoint kind -> model), :mod:`~mira.inference.pipeline` (the per-input run),
 :mod:`~mira.inference.cli` (flags).
@@ -9,7 +9,7 @@ Modules: :mod:`~mira.inference.preprocess` (image loading, background removal, c
 from mira.inference.checkpoint import load_model
 from mira.inference.errors import CheckpointConfigMismatchError, InferenceError, InputError, WeightsNotFoundError
 from mira.inference.pipeline import InferencePipeline, InferenceSettings
-from mira.inference.preprocess import BackgroundRemover, load_image, preprocess_image, source_camera
+from mira.inference.preprocess import BackgroundRemover, load_image, preprocess_image
 
 __all__ = [
     "BackgroundRemover",
@@ -22,5 +22,4 @@ __all__ = [
     "load_image",
     "load_model",
     "preprocess_image",
-    "source_camera",
 ]

@@ -16,7 +16,7 @@ from mira.devices import DeviceUnavailableError
 from mira.export.mesh import DEFAULT_DENSITY_THRESHOLD, MeshExtractionError
 from mira.inference.errors import InferenceError
 from mira.inference.pipeline import InferencePipeline, InferenceSettings
-from mira.inference.preprocess import DEFAULT_FOREGROUND_RATIO, DEFAULT_REMBG_MODEL
+from mira.inference.preprocess import DEFAULT_REMBG_MODEL
 from mira.inference.text_to_image import (
     DEFAULT_GUIDANCE_SCALE,
     DEFAULT_TEXT_IMAGE_SIZE,
@@ -63,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="no background removal: images without alpha are used whole (padded to a square)")
     pre.add_argument("--rembg_model", default=DEFAULT_REMBG_MODEL,
                      help="rembg model name (u2net, isnet-general-use, birefnet-general ...) or a U2-Net style .onnx file")
-    pre.add_argument("--foreground_ratio", type=float, default=DEFAULT_FOREGROUND_RATIO,
-                     help="object size / image size after centring, in (0, 1]")
+    pre.add_argument("--foreground_ratio", type=float, default=None,
+                     help="object size / input size after framing, in (0, 1] (default: the model's "
+                          "data.source_foreground_ratio, the framing it was trained with)")
 
     text = p.add_argument_group("text mode")
     text.add_argument("--text_model", default=DEFAULT_TEXT_MODEL,
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--render_size", type=int, default=d.render_size, help="frame side, pixels (even for mp4)")
     video.add_argument("--elevation", type=float, default=d.elevation, help="orbit elevation, degrees above the XY plane")
     video.add_argument("--distance", type=float, default=None,
-                       help="orbit radius, world units (default: the config's source_camera_distance)")
+                       help="orbit radius, world units (default: the input view's canonical camera distance)")
     video.add_argument("--fps", type=float, default=d.fps)
     p.add_argument("--no_progress", dest="progress", action="store_false", help="hide progress bars")
     p.add_argument("--save_triplanes", action="store_true", help="also write triplanes.safetensors (1, 3, C, R, R)")

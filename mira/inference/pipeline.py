@@ -35,8 +35,8 @@ from mira.export.mesh import DEFAULT_DENSITY_THRESHOLD, MeshExtractionError, ext
 from mira.export.video import render_orbit_frames, write_video
 from mira.inference.checkpoint import load_model
 from mira.inference.errors import InferenceError, InputError
+from mira.data.source_view import SourceFraming
 from mira.inference.preprocess import (
-    DEFAULT_FOREGROUND_RATIO,
     DEFAULT_REMBG_MODEL,
     BackgroundRemover,
     PreprocessedImage,
@@ -44,7 +44,6 @@ from mira.inference.preprocess import (
     list_image_files,
     load_image,
     preprocess_arrays,
-    source_camera,
 )
 from mira.inference.text_to_image import (
     DEFAULT_GUIDANCE_SCALE,
@@ -80,14 +79,14 @@ class InferenceSettings:
     video_format: str = "mp4"
     num_frames: int = 120
     render_size: int = 256
-    elevation: float = 20.0
-    distance: float | None = None  # None: the source camera distance of the config
+    elevation: float = 0.0  # 0: the first frame is the input view
+    distance: float | None = None  # None: the input view's canonical camera distance
     fps: float = 30.0
     device: str = "auto"
     precision: str = "fp32"
     seed: int = 42
     no_rembg: bool = False
-    foreground_ratio: float = DEFAULT_FOREGROUND_RATIO
+    foreground_ratio: float | None = None  # None: the model's data.source_foreground_ratio
     rembg_model: str = DEFAULT_REMBG_MODEL
     text_model: str = DEFAULT_TEXT_MODEL
     text_steps: int = DEFAULT_TEXT_STEPS
@@ -109,7 +108,8 @@ class InferenceSettings:
              f"--render_size must be even for mp4 video (yuv420p), got {self.render_size}"),
             (self.fps > 0, f"--fps must be positive, got {self.fps}"),
             (self.density_threshold > 0, f"--density_threshold must be positive, got {self.density_threshold}"),
-            (0 < self.foreground_ratio <= 1, f"--foreground_ratio must be in (0, 1], got {self.foreground_ratio}"),
+            (self.foreground_ratio is None or 0 < self.foreground_ratio <= 1,
+             f"--foreground_ratio must be in (0, 1], got {self.foreground_ratio}"),
             (self.distance is None or self.distance > 0, f"--distance must be positive, got {self.distance}"),
             (self.precision in PRECISIONS, f"--precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}"),
             (self.mesh_target_faces is None or self.mesh_target_faces >= 4,
@@ -275,7 +275,7 @@ class InferencePipeline:
             rgb, alpha = image_to_float_rgba(image)
             needs_rembg = alpha is None and not settings.no_rembg
             prepared = preprocess_arrays(
-                rgb, alpha, cfg.model.source_size, cfg.renderer.background_color, settings.foreground_ratio,
+                rgb, alpha, SourceFraming.from_config(cfg, settings.foreground_ratio), cfg.renderer.background_color,
                 self.remover if needs_rembg else None, name=item.source,
             )
         output_dir = Path(settings.output_path) / item.name
@@ -300,7 +300,7 @@ class InferencePipeline:
             outputs["mesh"] = report["mesh"]["file"]
         if settings.export_video:
             with timer.stage("video"):
-                report["video"] = self.export_video(triplanes, output_dir)
+                report["video"] = self.export_video(triplanes, prepared, output_dir)
             outputs["video"] = report["video"]["file"]
         self.write_result(item, prepared, outputs, report, timer, output_dir)
         return output_dir
@@ -313,11 +313,11 @@ class InferencePipeline:
 
     @torch.inference_mode()
     def reconstruct(self, prepared: PreprocessedImage) -> torch.Tensor:
-        """The model's triplanes (1, 3, C, R, R) for one preprocessed image."""
-        c2w, intrinsics = source_camera(self.config)
+        """The model's triplanes (1, 3, C, R, R) for one preprocessed image (its canonical camera)."""
         with self._autocast():
             triplanes = self.model.forward_triplanes(
-                prepared.image[None].to(self.device), c2w[None].to(self.device), intrinsics[None].to(self.device)
+                prepared.image[None].to(self.device), prepared.c2w[None].to(self.device),
+                prepared.intrinsics[None].to(self.device)
             )
         return triplanes
 
@@ -341,11 +341,13 @@ class InferencePipeline:
         }
 
     @torch.inference_mode()
-    def export_video(self, triplanes: torch.Tensor, output_dir: Path) -> dict[str, Any]:
-        """Render and write the turntable video; its summary for ``result.json``."""
+    def export_video(self, triplanes: torch.Tensor, prepared: PreprocessedImage, output_dir: Path) -> dict[str, Any]:
+        """Render and write the turntable video (the input's focal, centred; at its distance unless
+        ``--distance``); its summary for ``result.json``."""
         s = self.settings
-        _, intrinsics = source_camera(self.config)
-        distance = s.distance if s.distance is not None else self.config.data.source_camera_distance
+        focal = float(prepared.intrinsics[:2].mean())
+        intrinsics = torch.tensor([focal, focal, 0.5, 0.5])
+        distance = s.distance if s.distance is not None else float(prepared.c2w[:3, 3].norm())
         with self._autocast():
             frames = render_orbit_frames(
                 self.model.renderer, triplanes, s.num_frames, s.render_size, s.elevation, distance, intrinsics,
@@ -366,7 +368,6 @@ class InferencePipeline:
         output_dir: Path,
     ) -> None:
         """``result.json``: settings, preprocessing facts, outputs and seconds per stage."""
-        c2w, intrinsics = source_camera(self.config)
         timings = dict(timer.seconds)
         timings["total"] = round(sum(timer.seconds.values()), 4)
         timings["load_model_once"] = round(self.load_seconds, 4)
@@ -380,11 +381,12 @@ class InferencePipeline:
             "preprocessing": {
                 "mask_source": prepared.mask_source,
                 "foreground_box_ltrb": list(prepared.foreground_box),
+                "crop_box_ltrb": list(prepared.crop_box),
                 "original_size_wh": list(prepared.original_size),
                 "source_size": self.config.model.source_size,
                 "background_color": list(self.config.renderer.background_color),
-                "source_c2w": c2w.tolist(),
-                "source_intrinsics": intrinsics.tolist(),
+                "source_c2w": prepared.c2w.tolist(),
+                "source_intrinsics": prepared.intrinsics.tolist(),
             },
             "outputs": outputs,
             **report,

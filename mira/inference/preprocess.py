@@ -1,4 +1,4 @@
-"""Turn a user's image into the model's input: the object, centred, on the training background.
+"""Turn a user's image into the model's input: the framed object and its camera.
 
 Steps (:func:`preprocess_image`):
 
@@ -9,17 +9,16 @@ Steps (:func:`preprocess_image`):
    or None when the image has no (informative) alpha.
 3. The foreground mask: the alpha channel when present, else ``rembg`` (:class:`BackgroundRemover`),
    else (``--no_rembg``) the whole image is the object.
-4. Crop to the foreground's bounding box, scale so that the box's longer side is
-   ``foreground_ratio`` of the square output, centre it, and composite the (premultiplied)
-   colours over the training background colour (``cfg.renderer.background_color``).
-
-The source camera for such an image is the canonical one the model was trained with
-(:func:`source_camera`).
+4. The source-view contract shared with training and evaluation
+   (:func:`mira.data.source_view.prepare_source_view`): the object framed to ``foreground_ratio``
+   of the square input, composited over ``cfg.renderer.background_color``, with the framed
+   intrinsics of the camera assumed for the photo and the canonical source pose.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,22 +26,13 @@ from typing import Callable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from mira.cameras import default_source_camera
-from mira.config import MiraConfig
 from mira.data.images import image_to_float_rgba
+from mira.data.source_view import FOREGROUND_ALPHA_THRESHOLD, SourceFraming, prepare_source_view
 from mira.inference.errors import InputError, WeightsNotFoundError
 
-# Pixels with alpha above this fraction count as the object when finding its bounding box.
-FOREGROUND_ALPHA_THRESHOLD = 0.1
-# Longer side of the object's bounding box / side of the square input. Matches the training
-# renders seen from the default source camera: an object of extent 1.6 at distance 2.5 with
-# fx/W = 1.09375 spans 1.6 * 1.09375 / 2.5 = 0.70 of the frame (median measured on our
-# synthetic renders: 0.69). TripoSR uses 0.85 for its own camera; ours must agree with ours.
-DEFAULT_FOREGROUND_RATIO = 0.7
 # rembg's classic salient-object model (176 MB), the one TripoSR and OpenLRM users know.
 DEFAULT_REMBG_MODEL = "u2net"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
@@ -50,18 +40,25 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".g
 
 @dataclass
 class PreprocessedImage:
-    """The model input made from one image.
+    """The model input made from one image (:func:`mira.data.source_view.prepare_source_view`).
 
     Attributes:
-        image: (3, S, S) float RGB in [0, 1], the object composited on the background colour.
+        image: (3, S, S) float RGB in [0, 1], the framed object composited on the background colour.
+        c2w: (4, 4) the canonical source camera (OpenCV), at the distance the framing gives.
+        intrinsics: (4,) normalised intrinsics of the framed image (from the camera assumed for
+            the original image: ``data.focal_length`` times its larger side, centred).
         mask_source: where the foreground came from: "alpha", "rembg" or "none" (whole image).
         foreground_box: (left, top, right, bottom) of the object in the original image, pixels.
+        crop_box: (left, top, right, bottom) of the square crop that became the input, pixels.
         original_size: (width, height) of the original image after EXIF orientation.
     """
 
     image: Tensor
+    c2w: Tensor
+    intrinsics: Tensor
     mask_source: str
     foreground_box: tuple[int, int, int, int]
+    crop_box: tuple[float, float, float, float]
     original_size: tuple[int, int]
 
     def to_pil(self) -> Image.Image:
@@ -189,7 +186,7 @@ class BackgroundRemover:
         return alpha
 
 
-# ---------------------------------------------------------------------- geometry
+# ---------------------------------------------------------------------- the source view
 def foreground_box(alpha: np.ndarray, threshold: float = FOREGROUND_ALPHA_THRESHOLD) -> tuple[int, int, int, int] | None:
     """Bounding box ``(left, top, right, bottom)`` (right/bottom exclusive) of ``alpha > threshold``, or None."""
     rows = np.flatnonzero((alpha > threshold).any(axis=1))
@@ -199,61 +196,24 @@ def foreground_box(alpha: np.ndarray, threshold: float = FOREGROUND_ALPHA_THRESH
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def center_on_square(
-    rgb: np.ndarray,
-    alpha: np.ndarray,
-    box: tuple[int, int, int, int],
-    size: int,
-    foreground_ratio: float,
-    background_color: Sequence[float],
-) -> Tensor:
-    """Crop ``box``, scale its longer side to ``foreground_ratio * size``, centre it on a
-    ``size`` x ``size`` square and composite over ``background_color``.
-
-    Colours are premultiplied by alpha before resampling, so object edges do not pick up the
-    original background.
-
-    Args:
-        rgb: (H, W, 3) float in [0, 1]; alpha: (H, W) float in [0, 1].
-    Returns:
-        (3, size, size) float RGB in [0, 1].
-    """
-    left, top, right, bottom = box
-    crop = np.concatenate([rgb[top:bottom, left:right] * alpha[top:bottom, left:right, None],
-                           alpha[top:bottom, left:right, None]], axis=-1)
-    crop_tensor = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None]  # (1, 4, h, w)
-    height, width = bottom - top, right - left
-    scale = foreground_ratio * size / max(height, width)
-    new_h = min(size, max(1, round(height * scale)))
-    new_w = min(size, max(1, round(width * scale)))
-    resized = F.interpolate(crop_tensor, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
-    canvas = torch.zeros(4, size, size)
-    offset_y, offset_x = (size - new_h) // 2, (size - new_w) // 2
-    canvas[:, offset_y : offset_y + new_h, offset_x : offset_x + new_w] = resized[0].clamp(0, 1)
-    background = torch.tensor(background_color, dtype=torch.float32)[:, None, None]
-    return (canvas[:3] + (1.0 - canvas[3:]) * background).clamp(0, 1)
-
-
 def preprocess_image(
     image: Image.Image,
-    size: int,
+    framing: SourceFraming,
     background_color: Sequence[float],
-    foreground_ratio: float = DEFAULT_FOREGROUND_RATIO,
     remover: RemoverSource = None,
     name: str = "<image>",
 ) -> PreprocessedImage:
     """The model input for one PIL image of any mode (EXIF orientation already applied,
     see :func:`load_image`); the arguments are those of :func:`preprocess_arrays`."""
     rgb, alpha = image_to_float_rgba(image)
-    return preprocess_arrays(rgb, alpha, size, background_color, foreground_ratio, remover, name)
+    return preprocess_arrays(rgb, alpha, framing, background_color, remover, name)
 
 
 def preprocess_arrays(
     rgb: np.ndarray,
     alpha: np.ndarray | None,
-    size: int,
+    framing: SourceFraming,
     background_color: Sequence[float],
-    foreground_ratio: float = DEFAULT_FOREGROUND_RATIO,
     remover: RemoverSource = None,
     name: str = "<image>",
 ) -> PreprocessedImage:
@@ -262,9 +222,9 @@ def preprocess_arrays(
     Args:
         rgb: (H, W, 3) float in [0, 1]; alpha: (H, W) float in [0, 1] or None (no alpha),
             as returned by :func:`image_to_float_rgba`.
-        size: side of the square output (``cfg.model.source_size``).
+        framing: the source-view contract (:meth:`SourceFraming.from_config`, with the run's
+            ``--foreground_ratio``).
         background_color: RGB in [0, 1] (``cfg.renderer.background_color``).
-        foreground_ratio: the object's longer side / output side, in (0, 1].
         remover: used when ``alpha`` is None (a :class:`BackgroundRemover`, or a function
             returning one, called only then); None means the whole image is the object (it is
             only padded to a square, never cropped or rescaled within).
@@ -272,8 +232,6 @@ def preprocess_arrays(
     Raises:
         InputError: fully transparent image, an image with no content, or no object found.
     """
-    if not 0.0 < foreground_ratio <= 1.0:
-        raise InputError(f"--foreground_ratio must be in (0, 1], got {foreground_ratio}")
     if alpha is not None:
         mask_source = "alpha"
         if alpha.max() <= FOREGROUND_ALPHA_THRESHOLD:
@@ -293,24 +251,15 @@ def preprocess_arrays(
     else:
         mask_source = "none"
         alpha = np.ones(rgb.shape[:2], dtype=np.float32)
-        foreground_ratio = 1.0
+        framing = dataclasses.replace(framing, foreground_ratio=1.0)
     box = foreground_box(alpha)
     assert box is not None  # checked above
-    tensor = center_on_square(rgb, alpha, box, size, foreground_ratio, background_color)
+    rgba = torch.from_numpy(np.ascontiguousarray(np.concatenate([rgb, alpha[..., None]], axis=-1))).permute(2, 0, 1)
+    view = prepare_source_view(rgba[None].float(), framing, background_color)
     height, width = rgb.shape[:2]
-    return PreprocessedImage(image=tensor, mask_source=mask_source, foreground_box=box, original_size=(width, height))
-
-
-def source_camera(cfg: MiraConfig) -> tuple[Tensor, Tensor]:
-    """The canonical source camera of an input image: c2w (4, 4) and normalised intrinsics (4,).
-
-    Azimuth 0, elevation 0, at ``cfg.data.source_camera_distance`` from the origin, with
-    ``cfg.data.focal_length`` and ``cfg.data.principal_point``.
-    """
-    c2w = default_source_camera(cfg.data.source_camera_distance)
-    focal = cfg.data.focal_length
-    intrinsics = torch.tensor([focal, focal, *cfg.data.principal_point], dtype=torch.float32)
-    return c2w, intrinsics
+    return PreprocessedImage(image=view.image[0], c2w=view.c2w[0], intrinsics=view.intrinsics[0],
+                             mask_source=mask_source, foreground_box=box,
+                             crop_box=tuple(float(v) for v in view.crop_box[0]), original_size=(width, height))
 
 
 def list_image_files(folder: Path) -> list[Path]:

@@ -102,6 +102,7 @@ class MIRA(nn.Module):
         render_intrinsics: Tensor,
         render_size: int,
         uv: Tensor | None = None,
+        background: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Reconstruct and render.
 
@@ -112,6 +113,7 @@ class MIRA(nn.Module):
             render_size: side H = W of the rendered images (pixels).
             uv: optional (B, V, N, 2) (or (N, 2)) pixel coordinates in a ``render_size`` image
                 to render only those pixels (training patches); None renders whole images.
+            background: (B, 3) colour behind each object; None: the config's ``background_color``.
         Returns:
             {"triplanes": (B, 3, C, 2R, 2R), "rgb", "depth", "opacity"}; with ``uv=None``
             rgb is (B, V, 3, H, W) and depth / opacity (B, V, 1, H, W); with ``uv`` they are
@@ -119,9 +121,11 @@ class MIRA(nn.Module):
         """
         triplanes = self.forward_triplanes(images, source_c2w, source_intrinsics)
         if uv is None:
-            rendered = self.renderer.render_images(triplanes, render_c2w, render_intrinsics, render_size, render_size)
+            rendered = self.renderer.render_images(triplanes, render_c2w, render_intrinsics, render_size, render_size,
+                                                   background)
         else:
-            rendered = self.renderer.render_pixels(triplanes, render_c2w, render_intrinsics, uv, render_size, render_size)
+            rendered = self.renderer.render_pixels(triplanes, render_c2w, render_intrinsics, uv, render_size, render_size,
+                                                   background)
         return {"triplanes": triplanes, **rendered}
 
     # ------------------------------------------------------------------ optimisation
@@ -143,8 +147,11 @@ class MIRA(nn.Module):
         ]
 
     # ------------------------------------------------------------------ checkpoints
-    def save_pretrained(self, save_directory: str | Path) -> Path:
+    def save_pretrained(self, save_directory: str | Path, dtype: torch.dtype | None = None) -> Path:
         """Write ``model.safetensors`` + ``config.json`` to ``save_directory`` atomically.
+
+        ``dtype`` (e.g. ``torch.float16``) stores floating-point weights in that type (half the
+        file for a shipped model); :meth:`from_pretrained` casts them back to the model's type.
 
         Both files are first written to a temporary directory next to the target, then moved
         into place with ``os.replace`` (a crash never leaves a half-written file). Other files
@@ -157,7 +164,7 @@ class MIRA(nn.Module):
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         try:
-            self._write_checkpoint_files(staging)
+            self._write_checkpoint_files(staging, dtype)
             for name in CHECKPOINT_FILES:  # safetensors writes 0o600 files, mkdtemp a 0o700 directory
                 os.chmod(staging / name, default_file_mode())
             if not target.exists():
@@ -172,9 +179,14 @@ class MIRA(nn.Module):
             shutil.rmtree(staging, ignore_errors=True)
         return target
 
-    def _write_checkpoint_files(self, directory: Path) -> None:
-        """Weights (safetensors) and the nested config (JSON) into ``directory``."""
-        state = {name: tensor.detach().contiguous().cpu() for name, tensor in self.state_dict().items()}
+    def _write_checkpoint_files(self, directory: Path, dtype: torch.dtype | None = None) -> None:
+        """Weights (safetensors, floating point ones as ``dtype`` if given) and the nested config (JSON)."""
+        state = {}
+        for name, tensor in self.state_dict().items():
+            tensor = tensor.detach()
+            if dtype is not None and tensor.is_floating_point():
+                tensor = tensor.to(dtype)
+            state[name] = tensor.contiguous().cpu()
         save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "library": "mira"})
         config = {"_comment": "MIRA checkpoint config (mira.models.MIRA.save_pretrained)", **self.config.to_dict()}
         (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")

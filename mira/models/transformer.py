@@ -2,7 +2,10 @@
 
 Tokens: ``3 * R * R`` learned tokens (one per cell of each R x R plane, planes in the
 order XY, XZ, YZ), plus a fixed 2D sine-cosine position embedding of each token's
-(row, column) in its plane (a buffer computed from the config, not a weight).
+(row, column) in its plane (a buffer computed from the config, not a weight). With
+``context_position_embedding`` the image tokens get the same kind of code for their patch's
+place in the image, so cross-attention can match planes to image regions from the first step
+(DINOv2's own learned position embeddings start near zero when it is trained from scratch).
 
 Each :class:`TriplaneDecoderBlock` is (pre-norm, residual)::
 
@@ -15,6 +18,8 @@ shared ``ConvTranspose2d(D, C, kernel 2, stride 2)`` to the (C, 2R, 2R) triplane
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -37,16 +42,23 @@ def sincos_1d(positions: Tensor, dim: int) -> Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1).float()
 
 
-def triplane_position_embedding(resolution: int, dim: int) -> Tensor:
-    """(3 * R * R, D) fixed 2D sine-cosine embedding of (row, column), the same for each plane.
+def grid_position_embedding(size: int, dim: int, cell: float = 1.0) -> Tensor:
+    """(size * size, D) fixed 2D sine-cosine embedding of a grid's (row, column), row-major.
 
-    Half of the channels encode the row, half the column; ``dim`` must be divisible by 4.
+    Row r sits at position ``(r + 0.5) * cell - 0.5`` (so a grid of ``size`` cells of ``cell``
+    spans the same extent as ``size * cell`` unit cells); half of the channels encode the row,
+    half the column; ``dim`` must be divisible by 4.
     """
     if dim % 4 != 0:
         raise ValueError(f"decoder_hidden_dim must be divisible by 4 for the 2D position embedding, got {dim}")
-    rows, cols = torch.meshgrid(torch.arange(resolution), torch.arange(resolution), indexing="ij")
-    plane = torch.cat([sincos_1d(rows.flatten(), dim // 2), sincos_1d(cols.flatten(), dim // 2)], dim=-1)
-    return plane.repeat(NUM_PLANES, 1)
+    positions = (torch.arange(size, dtype=torch.float64) + 0.5) * cell - 0.5
+    rows, cols = torch.meshgrid(positions, positions, indexing="ij")
+    return torch.cat([sincos_1d(rows.flatten(), dim // 2), sincos_1d(cols.flatten(), dim // 2)], dim=-1)
+
+
+def triplane_position_embedding(resolution: int, dim: int) -> Tensor:
+    """(3 * R * R, D) fixed 2D sine-cosine embedding of (row, column), the same for each plane."""
+    return grid_position_embedding(resolution, dim).repeat(NUM_PLANES, 1)
 
 
 class TriplaneDecoderBlock(nn.Module):
@@ -97,6 +109,8 @@ class TriplaneDecoder(nn.Module):
         self.register_buffer("position_embedding", triplane_position_embedding(resolution, dim), persistent=False)
         self.context_proj = nn.Linear(encoder_dim, dim)
         self.context_norm = nn.LayerNorm(dim)
+        self.context_position_embedding = model_cfg.context_position_embedding
+        self._context_codes: dict[tuple[int, int, torch.device], Tensor] = {}
         self.blocks = nn.ModuleList(
             TriplaneDecoderBlock(dim, model_cfg.num_heads, model_cfg.mlp_ratio, model_cfg.camera_embed_dim)
             for _ in range(model_cfg.num_layers)
@@ -117,6 +131,21 @@ class TriplaneDecoder(nn.Module):
         planes = self.upsample(planes)  # (B*3, C, 2R, 2R)
         return planes.view(batch, NUM_PLANES, self.triplane_dim, 2 * r, 2 * r)
 
+    def context_code(self, num_tokens: int, device: torch.device) -> Tensor:
+        """(T, D) fixed position code of the image tokens: 0 for the leading (CLS / register) tokens,
+        and :func:`grid_position_embedding` of the n x n patch grid, scaled onto the R x R grid of
+        the triplane tokens so that the same frequencies describe the same fraction of the image."""
+        dim = self.tokens.shape[1]
+        patches = int(round(math.sqrt(num_tokens - 1)))
+        while patches > 0 and num_tokens - patches * patches < 1:
+            patches -= 1
+        key = (num_tokens, patches, device)
+        if key not in self._context_codes:
+            code = torch.zeros(num_tokens, dim)
+            code[num_tokens - patches * patches:] = grid_position_embedding(patches, dim, self.resolution / patches)
+            self._context_codes[key] = code.to(device)
+        return self._context_codes[key]
+
     def forward(self, image_tokens: Tensor, camera_embedding: Tensor) -> Tensor:
         """Decode triplanes.
 
@@ -129,6 +158,8 @@ class TriplaneDecoder(nn.Module):
         """
         batch = image_tokens.shape[0]
         context = self.context_norm(self.context_proj(image_tokens))
+        if self.context_position_embedding:
+            context = context + self.context_code(context.shape[1], context.device).to(context.dtype)
         x = (self.tokens + self.position_embedding).unsqueeze(0).expand(batch, -1, -1)
         for block in self.blocks:
             x = self._run_block(block, x, context, camera_embedding)

@@ -28,7 +28,7 @@ def composite(
         colors: (..., S, 3).
         t: (..., S) sample distances.
         edges: (..., S + 1) interval edges (see ``ray_sampler.interval_edges``).
-        background: (3,) colour.
+        background: (3,) colour, or per ray (..., 3).
     Returns:
         {"rgb": (..., 3), "depth": (..., 1), "opacity": (..., 1), "weights": (..., S)}, in
         ``promote(t.dtype, float32)`` whatever the dtype of densities/colors (autocast-safe).

@@ -93,13 +93,15 @@ class TriplaneRenderer(nn.Module):
         return {"density": torch.cat(densities, dim=1), "rgb": torch.cat(colors, dim=1)}
 
     # ------------------------------------------------------------------ rays
-    def forward(self, triplanes: Tensor, origins: Tensor, directions: Tensor) -> dict[str, Tensor]:
+    def forward(self, triplanes: Tensor, origins: Tensor, directions: Tensor,
+                background: Tensor | None = None) -> dict[str, Tensor]:
         """Render rays.
 
         Args:
             triplanes: (B, 3, C, R, R).
             origins: (B, N, 3) ray origins (world).
             directions: (B, N, 3) unit ray directions (world).
+            background: (B, 3) colour behind each triplane's object; None: ``background_color``.
         Returns:
             {"rgb": (B, N, 3), "depth": (B, N, 1), "opacity": (B, N, 1)}; depth is the expected
             distance along the ray of the visible surface (0 for empty rays).
@@ -109,9 +111,11 @@ class TriplaneRenderer(nn.Module):
             raise ValueError(
                 f"mira/rendering/renderer.py: directions {tuple(directions.shape)} must match origins {tuple(origins.shape)}"
             )
+        background = self._background(background, origins)
         rays_per_chunk = max(1, self.ray_chunk_size // origins.shape[0])
         chunks = [
-            self._render_chunk(triplanes, origins[:, start : start + rays_per_chunk], directions[:, start : start + rays_per_chunk])
+            self._render_chunk(triplanes, origins[:, start : start + rays_per_chunk],
+                               directions[:, start : start + rays_per_chunk], background)
             for start in range(0, max(1, origins.shape[1]), rays_per_chunk)  # N = 0 still gives one (empty) chunk
         ]
         return {key: torch.cat([chunk[key] for chunk in chunks], dim=1) for key in OUTPUT_CHANNELS}
@@ -124,6 +128,7 @@ class TriplaneRenderer(nn.Module):
         uv: Tensor,
         height: int,
         width: int,
+        background: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Render chosen pixels of V views per triplane.
 
@@ -133,6 +138,7 @@ class TriplaneRenderer(nn.Module):
             intrinsics: (B, V, 4) normalised fx, fy, cx, cy.
             uv: (B, V, N, 2) pixel coordinates (pixel centres at +0.5), or (N, 2) shared by all views.
             height, width: the image size ``uv`` refers to.
+            background: (B, 3) colour per triplane; None: ``background_color``.
         Returns:
             {"rgb": (B, V, N, 3), "depth": (B, V, N, 1), "opacity": (B, V, N, 1)}.
         """
@@ -153,19 +159,22 @@ class TriplaneRenderer(nn.Module):
             c2w.reshape(batch * views, 4, 4), intrinsics.reshape(batch * views, 4), uv.reshape(batch * views, num_pixels, 2),
             width, height,
         )
-        out = self(triplanes, origins.reshape(batch, views * num_pixels, 3), directions.reshape(batch, views * num_pixels, 3))
+        out = self(triplanes, origins.reshape(batch, views * num_pixels, 3), directions.reshape(batch, views * num_pixels, 3),
+                   background)
         return {key: value.reshape(batch, views, num_pixels, value.shape[-1]) for key, value in out.items()}
 
-    def render_images(self, triplanes: Tensor, c2w: Tensor, intrinsics: Tensor, height: int, width: int) -> dict[str, Tensor]:
+    def render_images(self, triplanes: Tensor, c2w: Tensor, intrinsics: Tensor, height: int, width: int,
+                      background: Tensor | None = None) -> dict[str, Tensor]:
         """Render whole images of V views per triplane.
 
         Args:
-            triplanes: (B, 3, C, R, R); c2w: (B, V, 4, 4); intrinsics: (B, V, 4) normalised.
+            triplanes: (B, 3, C, R, R); c2w: (B, V, 4, 4); intrinsics: (B, V, 4) normalised;
+            background: (B, 3) colour per triplane, None: ``background_color``.
         Returns:
             {"rgb": (B, V, 3, H, W), "depth": (B, V, 1, H, W), "opacity": (B, V, 1, H, W)}.
         """
         uv = pixel_centers(height, width, device=c2w.device).to(c2w.dtype)
-        out = self.render_pixels(triplanes, c2w, intrinsics, uv, height, width)
+        out = self.render_pixels(triplanes, c2w, intrinsics, uv, height, width, background)
         batch, views = c2w.shape[:2]
         return {
             key: value.reshape(batch, views, height, width, value.shape[-1]).permute(0, 1, 4, 2, 3)
@@ -180,8 +189,19 @@ class TriplaneRenderer(nn.Module):
         density, rgb = self.point_field(triplanes, points.reshape(batch, rays * samples, 3))
         return density.reshape(batch, rays, samples, 1), rgb.reshape(batch, rays, samples, 3)
 
-    def _render_chunk(self, triplanes: Tensor, origins: Tensor, directions: Tensor) -> dict[str, Tensor]:
-        """Render (B, n, 3) rays in one go: {"rgb": (B, n, 3), "depth": (B, n, 1), "opacity": (B, n, 1)}."""
+    def _background(self, background: Tensor | None, origins: Tensor) -> Tensor:
+        """The background as (B, 1, 3) (broadcast over the rays of each triplane)."""
+        if background is None:
+            return self.background.expand(origins.shape[0], 3)[:, None]
+        if background.shape != (origins.shape[0], 3):
+            raise ValueError(
+                f"mira/rendering/renderer.py: background must be (B, 3) = ({origins.shape[0]}, 3), got {tuple(background.shape)}"
+            )
+        return background[:, None].to(self.background.device, torch.float32)
+
+    def _render_chunk(self, triplanes: Tensor, origins: Tensor, directions: Tensor, background: Tensor) -> dict[str, Tensor]:
+        """Render (B, n, 3) rays over backgrounds (B, 1, 3) in one go:
+        {"rgb": (B, n, 3), "depth": (B, n, 1), "opacity": (B, n, 1)}."""
         dtype = torch.promote_types(origins.dtype, torch.float32)
         origins, directions = origins.to(dtype), directions.to(dtype)
         near, far, _ = intersect_box(origins, directions, self.box_min, self.box_max)
@@ -190,11 +210,11 @@ class TriplaneRenderer(nn.Module):
         if self.num_fine_samples > 0:
             edges = interval_edges(t, near, far)
             with torch.no_grad():
-                weights = composite(density, rgb, t, edges, self.background)["weights"]
+                weights = composite(density, rgb, t, edges, background)["weights"]
             t_fine = importance_samples(edges, weights, self.num_fine_samples, deterministic=not self.training)
             density_fine, rgb_fine = self._field_along_rays(triplanes, origins, directions, t_fine)
             t, (density, rgb) = merge_samples(t, [density, rgb], t_fine, [density_fine, rgb_fine])
-        out = composite(density, rgb, t, interval_edges(t, near, far), self.background)
+        out = composite(density, rgb, t, interval_edges(t, near, far), background)
         return {key: out[key] for key in OUTPUT_CHANNELS}
 
 

@@ -1,15 +1,17 @@
 """Analytic multi-view scenes (a few shaded spheres) for training without a dataset.
 
-Each object is 1-3 coloured, Lambert-shaded spheres inside the normalised object box,
+Each object is 1-3 coloured, Lambert-shaded spheres inside the ball of radius 0.9 (the bounding
+sphere our renders are normalised to),
 ray-cast exactly (no mesh, no Blender), so every view is consistent with every other:
 a model can genuinely learn them. Used by ``synthetic_objects > 0`` (smoke runs and GPU
 scaling runs on machines without a dataset) and by the tests, which also write them to
 disk in our render format (:func:`write_synthetic_dataset`) to exercise ``mira.data``.
 
-Items have exactly the layout of :class:`mira.data.MultiViewDataset` (see SPEC):
-``source_image (3,S,S)``, ``source_c2w (4,4)``, ``source_intrinsics (4,)``,
+Items have the layout of :class:`mira.data.MultiViewDataset` and go through the same
+source-view contract (the source view is rendered ``SOURCE_SUPERSAMPLING`` times larger, then
+framed): ``source_image (3,S,S)``, ``source_c2w (4,4)``, ``source_intrinsics (4,)``,
 ``target_images (K,3,H,W)``, ``target_masks (K,1,H,W)``, ``target_c2w (K,4,4)``,
-``target_intrinsics (K,4)``, ``object_id``.
+``target_intrinsics (K,4)``, ``background (3,)``, ``world_to_canonical (4,4)``, ``object_id``.
 """
 
 from __future__ import annotations
@@ -23,14 +25,18 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mira.atomic import write_json_atomic
-from mira.cameras import ZERO123_FOV_DEG, image_rays, intrinsics_from_fov, look_at, spherical_to_cartesian
+from mira.cameras import (ZERO123_FOV_DEG, image_rays, intrinsics_from_fov, look_at, spherical_to_cartesian,
+                          transform_cameras)
 from mira.config import MiraConfig
+from mira.data.source_view import prepare_training_source_view
 
 LIGHT_DIRECTION = (0.4, -0.3, 0.87)  # towards the light, world frame (Z up)
 AMBIENT = 0.35
 CAMERA_DISTANCE_RANGE = (2.2, 2.8)
 ELEVATION_RANGE_DEG = (-10.0, 40.0)
 VAL_OBJECT_OFFSET = 1_000_000  # val objects use disjoint generator streams
+SCENE_RADIUS = 0.9  # every scene lies inside this ball: the data.object_radius of our renders
+SOURCE_SUPERSAMPLING = 2  # the source view is rendered this many times larger, then framed
 
 
 @dataclass
@@ -43,11 +49,13 @@ class SphereScene:
 
 
 def make_scene(object_index: int, seed: int) -> SphereScene:
-    """The scene of object ``object_index``: 1-3 spheres within [-0.8, 0.8]^3."""
+    """The scene of object ``object_index``: 1-3 spheres inside the ball of radius ``SCENE_RADIUS``."""
     generator = torch.Generator().manual_seed(seed * 7919 + object_index)
     count = int(torch.randint(1, 4, (1,), generator=generator))
     radii = 0.25 + 0.3 * torch.rand(count, generator=generator)
-    centers = (torch.rand(count, 3, generator=generator) * 2 - 1) * (0.8 - radii[:, None])
+    directions = torch.nn.functional.normalize(torch.randn(count, 3, generator=generator), dim=-1)
+    reach = (SCENE_RADIUS - radii) * torch.rand(count, generator=generator) ** (1.0 / 3.0)
+    centers = directions * reach[:, None]
     colors = 0.15 + 0.8 * torch.rand(count, 3, generator=generator)
     return SphereScene(centers=centers, radii=radii, colors=colors)
 
@@ -134,17 +142,25 @@ class SyntheticSceneDataset(Dataset):
         k = self.config.data.supervision_k
         c2w = random_cameras(k + 1, generator)
         intrinsics = self.intrinsics.expand(k + 1, 4).clone()
-        background = self.config.renderer.background_color
-        source, _ = render_scene(scene, c2w[:1], intrinsics[:1], self.config.model.source_size, background)
-        targets, masks = render_scene(scene, c2w[1:], intrinsics[1:], self.config.data.render_size, background)
+        if self.split == "train" and self.config.data.random_background:
+            background = torch.rand(3, generator=generator)
+        else:
+            background = torch.tensor(self.config.renderer.background_color, dtype=torch.float32)
+        source_rgb, source_mask = render_scene(scene, c2w[:1], intrinsics[:1],
+                                               SOURCE_SUPERSAMPLING * self.config.model.source_size, (0.0, 0.0, 0.0))
+        source = prepare_training_source_view(torch.cat([source_rgb, source_mask], dim=1), c2w[:1], intrinsics[:1],
+                                              self.config, background)
+        targets, masks = render_scene(scene, c2w[1:], intrinsics[1:], self.config.data.render_size, background.tolist())
         return {
-            "source_image": source[0],
-            "source_c2w": c2w[0],
-            "source_intrinsics": intrinsics[0],
+            "source_image": source.image[0],
+            "source_c2w": source.c2w[0],
+            "source_intrinsics": source.intrinsics[0],
             "target_images": targets,
             "target_masks": masks,
-            "target_c2w": c2w[1:],
+            "target_c2w": transform_cameras(source.world_to_canonical, c2w[None, 1:])[0],
             "target_intrinsics": intrinsics[1:],
+            "background": background,
+            "world_to_canonical": source.world_to_canonical[0],
             "object_id": f"sphere_{object_index:07d}",
         }
 

@@ -410,11 +410,12 @@ class Trainer:
         if height != render_size or width != render_size:
             raise ValueError(f"target views are {height}x{width}, render_size is {render_size}")
         patches = sample_patches(batch_size, views, render_size, self.train_cfg.patch_size, device)
+        background = batch["background"].to(device) if "background" in batch else None
         with self.autocast():
             output = self.train_model(
                 batch["source_image"].to(device, non_blocking=True), batch["source_c2w"].to(device),
                 batch["source_intrinsics"].to(device), batch["target_c2w"].to(device),
-                batch["target_intrinsics"].to(device), render_size, uv=patches.pixel_uv())
+                batch["target_intrinsics"].to(device), render_size, uv=patches.pixel_uv(), background=background)
         rgb = to_patch_images(output["rgb"], patches.size).flatten(0, 1)
         opacity = to_patch_images(output["opacity"], patches.size).flatten(0, 1)
         target_rgb = patches.gather(targets).flatten(0, 1)

@@ -42,10 +42,11 @@ def run_validation(
     try:
         for batch in loader:
             targets = batch["target_images"].to(device)
+            background = batch["background"].to(device) if "background" in batch else None
             with autocast():
                 output = model(batch["source_image"].to(device), batch["source_c2w"].to(device),
                                batch["source_intrinsics"].to(device), batch["target_c2w"].to(device),
-                               batch["target_intrinsics"].to(device), render_size)
+                               batch["target_intrinsics"].to(device), render_size, background=background)
             prediction = output["rgb"].float().clamp(0, 1)  # (B, V, 3, H, W)
             flat_prediction, flat_target = prediction.flatten(0, 1), targets.flatten(0, 1)
             views = flat_target.shape[0]
