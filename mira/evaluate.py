@@ -22,8 +22,11 @@ from mira.evaluation.scoring import add_scoring_arguments
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mira.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True,
+    parser.add_argument("--checkpoint", default=None,
                         help="save_pretrained directory, training checkpoint (.pt or its directory), .safetensors or hub id")
+    parser.add_argument("--baseline", choices=("sphere",), default=None,
+                        help="evaluate the trivial baseline instead of a checkpoint (needs --config_path for the "
+                             "source-view contract): the sphere of the source view's size and mean colour")
     parser.add_argument("--config_path", default=None, help="config JSON for checkpoints without one (sampling keys override)")
     parser.add_argument("--data", required=True, help="dataset root with index.json, a folder of object folders, or one object")
     parser.add_argument("--split", default="val", help="split of index.json to evaluate")
@@ -47,11 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from mira.config import ConfigError
+    from mira.config import ConfigError, load_config
     from mira.data import DatasetFormatError
     from mira.devices import resolve_device
     from mira.evaluation.metrics import MissingWeightsError
-    from mira.evaluation.protocol import EvaluationSettings, evaluate_dataset
+    from mira.evaluation.protocol import EvaluationSettings, SpherePredictor, evaluate_dataset
     from mira.inference.checkpoint import load_model
     from mira.inference.errors import InferenceError
 
@@ -64,8 +67,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     try:
         device = resolve_device(args.device)
-        model = load_model(args.checkpoint, args.config_path, device=device)
-        summary = evaluate_dataset(model, args.data, args.out, settings)
+        if args.baseline == "sphere":
+            if args.config_path is None:
+                raise ConfigError("--baseline sphere needs --config_path (the model config whose source-view contract it uses)")
+            predictor = SpherePredictor(load_config(args.config_path), device)
+        elif args.checkpoint is None:
+            raise ConfigError("pass --checkpoint (or --baseline sphere)")
+        else:
+            predictor = load_model(args.checkpoint, args.config_path, device=device)
+        summary = evaluate_dataset(predictor, args.data, args.out, settings)
     except (ConfigError, DatasetFormatError, InferenceError, MissingWeightsError, FileNotFoundError, ValueError) as error:
         raise SystemExit(f"mira.evaluate: error: {error}") from error
     print(summary_line(summary, settings))

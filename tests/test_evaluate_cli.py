@@ -153,3 +153,33 @@ def test_evaluate_on_cuda(tiny_checkpoint, dataset, tmp_path):
     cuda = run_evaluate(tiny_checkpoint, dataset, tmp_path / "cuda", "--lpips_backbone", "none", "--device", "cuda")
     assert cuda["device"].startswith("cuda")
     assert cuda["mean"]["psnr"] == pytest.approx(cpu["mean"]["psnr"], abs=0.05)
+
+
+def test_sphere_baseline_recovers_a_sphere_and_scores_through_the_same_protocol(tmp_path, repo_root):
+    """The trivial baseline of docs/EVALUATION.md: on an object that is one flat-coloured sphere at the
+    origin it is (nearly) exact, so its figures are the floor a model must clear by a margin."""
+    from mira.cameras import ZERO123_FOV_DEG, intrinsics_from_fov
+    from mira.data.formats import write_object_views
+    from mira.evaluate import main
+    from mira.training.synthetic_scenes import SphereScene, random_cameras, render_scene
+
+    sphere = SphereScene(centers=torch.zeros(1, 3), radii=torch.tensor([0.6]), colors=torch.tensor([[0.8, 0.3, 0.1]]))
+    c2w = random_cameras(6, torch.Generator().manual_seed(0))
+    intrinsics = intrinsics_from_fov(ZERO123_FOV_DEG)
+    rgb, mask = render_scene(sphere, c2w, intrinsics.expand(6, 4), 96, (0.0, 0.0, 0.0))
+    flat = torch.where(mask > 0, sphere.colors[0].view(1, 3, 1, 1), torch.zeros_like(rgb))  # unlit, like the baseline
+    rgba = torch.cat([flat, mask], dim=1).permute(0, 2, 3, 1)
+    folder = write_object_views(tmp_path / "data" / "ball", (rgba.numpy() * 255).round().astype("uint8"), c2w,
+                                intrinsics, {"source": "test"})
+    import trimesh
+
+    trimesh.creation.icosphere(subdivisions=4, radius=0.6).export(folder / "mesh.ply")
+    summary = main(["--baseline", "sphere", "--config_path", str(repo_root / "configs" / "tiny.json"),
+                    "--data", str(folder), "--out", str(tmp_path / "out"), "--device", "cpu", "--render_size", "64",
+                    "--lpips_backbone", "none", "--geometry_samples", "4000", "--quiet"])
+    mean = summary["mean"]
+    assert summary["predictor"] == "sphere baseline" and summary["num_objects"] == 1
+    assert mean["mask_iou"] > 0.95 and mean["psnr"] > 25.0, mean
+    assert mean["chamfer"] < 0.02 and mean["fscore@0.05"] > 0.95, mean
+    with pytest.raises(SystemExit, match="needs --config_path"):
+        main(["--baseline", "sphere", "--data", str(folder), "--out", str(tmp_path / "x")])

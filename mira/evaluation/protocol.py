@@ -39,7 +39,9 @@ from mira.cameras import camera_centers, cartesian_to_spherical, transform_camer
 from mira.data.source_view import SourceView, prepare_training_source_view
 from mira.evaluation.geometry import load_mesh
 from mira.evaluation.report import comparison_grid, markdown_table, save_png, write_json, write_text
-from mira.evaluation.scoring import IMAGE_METRICS, ImageScorer, ScoringSettings, mean_scores, score_mesh
+from mira.evaluation.baselines import render_sphere, sphere_from_source, sphere_mesh
+from mira.evaluation.scoring import (IMAGE_METRICS, ImageScorer, ScoringSettings, extract_scored_mesh, mean_scores,
+                                     score_geometry)
 from mira.evaluation.views import ViewSet, prepare_views
 
 logger = logging.getLogger(__name__)
@@ -146,15 +148,46 @@ def reconstruct_and_render(
     return triplanes, rendered
 
 
+class ModelPredictor:
+    """A MIRA model under the protocol: triplanes from the source view, renders and a mesh from them."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model.eval()
+        self.config = model.config
+        self.device = next(model.parameters()).device
+
+    def predict(self, prepared: SourceView, targets: ViewSet, settings: EvaluationSettings) -> tuple[dict[str, Tensor], Any]:
+        """Renders (V, C, H, W) of ``targets`` (canonical cameras) and the mesh in the canonical frame."""
+        triplanes, rendered = reconstruct_and_render(
+            self.model, prepared.image[0], prepared.c2w[0], prepared.intrinsics[0], targets, settings.views_per_batch)
+        mesh = extract_scored_mesh(self.model.renderer, triplanes, settings.mesh_resolution, settings.density_threshold)
+        return rendered, mesh
+
+
+class SpherePredictor:
+    """The trivial baseline (:mod:`mira.evaluation.baselines`) under the same protocol."""
+
+    def __init__(self, config: Any, device: torch.device | str = "cpu") -> None:
+        self.config = config
+        self.device = torch.device(device)
+
+    def predict(self, prepared: SourceView, targets: ViewSet, settings: EvaluationSettings) -> tuple[dict[str, Tensor], Any]:
+        radius, colour = sphere_from_source(prepared)
+        background = torch.tensor(self.config.renderer.background_color, dtype=torch.float32)
+        rendered = render_sphere(radius, colour, targets.c2w, targets.intrinsics, targets.size[0], background)
+        return {key: value.to(self.device) for key, value in rendered.items()}, sphere_mesh(radius)
+
+
 def evaluate_object(
-    model: torch.nn.Module, views: Any, settings: EvaluationSettings, scorer: ImageScorer, truth_mesh: Any | None
+    predictor: ModelPredictor | SpherePredictor, views: Any, settings: EvaluationSettings, scorer: ImageScorer,
+    truth_mesh: Any | None
 ) -> tuple[dict[str, Any], dict[str, Tensor], ViewSet, Any | None]:
     """Run the protocol on one object's views.
 
     Returns:
-        (metrics, renders (V, C, H, W), the target views, the extracted mesh or None).
+        (metrics, renders (V, C, H, W), the target views, the predicted mesh in the object's world or None).
     """
-    config = model.config
+    config = predictor.config
     size = settings.render_size or config.data.render_size
     background = config.renderer.background_color
     source, target_index = source_and_targets(views.c2w, settings.source_view, settings.source_elevation_deg)
@@ -162,16 +195,12 @@ def evaluate_object(
     to_canonical = prepared.world_to_canonical
     targets = prepare_views(views, size, background).subset(target_index)
     targets = dataclasses.replace(targets, c2w=transform_cameras(to_canonical, targets.c2w[None].float())[0])
-    triplanes, rendered = reconstruct_and_render(
-        model, prepared.image[0], prepared.c2w[0], prepared.intrinsics[0], targets, settings.views_per_batch
-    )
-    device = triplanes.device
+    rendered, mesh = predictor.predict(prepared, targets, settings)
+    device = predictor.device
     per_view = scorer.score_views(rendered["rgb"], targets.rgb.to(device), rendered["opacity"], targets.mask.to(device))
-    mesh, geometry = score_mesh(
-        model.renderer, triplanes, truth_mesh, settings.mesh_resolution, settings.density_threshold,
-        settings.fscore_taus, settings.geometry_samples, seed=settings.seed,
-        mesh_to_world=torch.linalg.inv(to_canonical[0].double()),
-    )
+    if mesh is not None:  # back from the canonical frame to the object's world, where its mesh.ply lies
+        mesh.apply_transform(torch.linalg.inv(to_canonical[0].double()).numpy())
+    geometry = score_geometry(mesh, truth_mesh, settings.fscore_taus, settings.geometry_samples, seed=settings.seed)
     metrics = {
         **mean_scores(per_view, IMAGE_METRICS),
         **geometry,
@@ -186,9 +215,11 @@ def evaluate_object(
 
 
 def evaluate_dataset(
-    model: torch.nn.Module, data_dir: str | Path, out_dir: str | Path, settings: EvaluationSettings
+    model: torch.nn.Module | ModelPredictor | SpherePredictor, data_dir: str | Path, out_dir: str | Path,
+    settings: EvaluationSettings
 ) -> dict[str, Any]:
-    """Evaluate every object of ``settings.split``; write ``metrics.json`` and ``metrics.md``.
+    """Evaluate a model (or a :class:`SpherePredictor` baseline) on every object of ``settings.split``;
+    write ``metrics.json`` and ``metrics.md``.
 
     Returns the summary written to metrics.json: ``{"mean": {...}, "objects": {id: {...}},
     "failed": [...], "protocol": {...}}``.
@@ -196,10 +227,10 @@ def evaluate_dataset(
     from mira.evaluation.fit_object import load_views
 
     out_dir = Path(out_dir)
-    model.eval()
-    device = next(model.parameters()).device
+    predictor = model if isinstance(model, (ModelPredictor, SpherePredictor)) else ModelPredictor(model)
+    config, device = predictor.config, predictor.device
     scorer = ImageScorer(settings.lpips_backbone, settings.lpips_net, device)
-    scorer.check_size(settings.render_size or model.config.data.render_size)
+    scorer.check_size(settings.render_size or config.data.render_size)
     objects = list_objects(data_dir, settings.split)
     if settings.max_objects is not None:
         objects = objects[: settings.max_objects]
@@ -208,9 +239,9 @@ def evaluate_dataset(
     start = time.perf_counter()
     for object_id, folder in tqdm(objects, desc="evaluate", disable=not settings.progress, dynamic_ncols=True):
         try:
-            views = load_views(folder, model.config)
+            views = load_views(folder, config)
             truth = load_mesh(views.mesh_path) if views.mesh_path is not None else None
-            metrics, rendered, targets, mesh = evaluate_object(model, views, settings, scorer, truth)
+            metrics, rendered, targets, mesh = evaluate_object(predictor, views, settings, scorer, truth)
         except (OSError, ValueError) as error:  # unreadable folder / images / mesh: skip, log, go on
             logger.warning("skipping object %s: %s", object_id, error)
             failed.append({"object": object_id, "error": f"{type(error).__name__}: {error}"})
@@ -218,7 +249,7 @@ def evaluate_dataset(
         results[object_id] = metrics
         write_object_outputs(out_dir, object_id, rendered, targets, mesh, settings)
         logger.info("%s: PSNR %.2f, Chamfer %s", object_id, metrics["psnr"], metrics.get("chamfer", "n/a"))
-    summary = summarise(results, failed, settings, scorer, model, time.perf_counter() - start, data_dir)
+    summary = summarise(results, failed, settings, scorer, predictor, time.perf_counter() - start, data_dir)
     write_json(summary, out_dir / "metrics.json")
     write_text(markdown_report(summary), out_dir / "metrics.md")
     return summary
@@ -229,7 +260,7 @@ def summarise(
     failed: list[dict[str, str]],
     settings: EvaluationSettings,
     scorer: ImageScorer,
-    model: torch.nn.Module,
+    predictor: ModelPredictor | SpherePredictor,
     seconds: float,
     data_dir: str | Path,
 ) -> dict[str, Any]:
@@ -240,8 +271,9 @@ def summarise(
     mean = mean_scores(list(results.values()), IMAGE_METRICS)
     if with_mesh:  # a failed mesh counts F-score 0 and is left out of the Chamfer mean (NaN)
         mean.update(mean_scores(with_mesh, geometry_keys))
-    config = model.config
+    config = predictor.config
     return {
+        "predictor": "sphere baseline" if isinstance(predictor, SpherePredictor) else "model",
         "mean": mean,
         "num_objects": len(results),
         "num_objects_with_mesh": len(with_mesh),
@@ -260,7 +292,7 @@ def summarise(
             "data": str(data_dir),
         },
         "seconds": seconds,
-        "device": str(next(model.parameters()).device),
+        "device": str(predictor.device),
     }
 
 

@@ -138,6 +138,56 @@ def mean_scores(scores: Sequence[dict[str, float]], keys: Sequence[str] | None =
     return means
 
 
+def extract_scored_mesh(
+    renderer: torch.nn.Module,
+    triplanes: Tensor,
+    resolution: int,
+    density_threshold: float | None = None,
+    mesh_to_world: Tensor | None = None,
+) -> "trimesh.Trimesh | None":
+    """The mesh of one triplane (1, 3, C, R, R), or None if the field has no surface at the threshold.
+
+    ``mesh_to_world`` (4, 4), a similarity, moves the mesh into the frame of the ground truth (the
+    canonical source frame -> the object's world in :mod:`mira.evaluation.protocol`).
+    """
+    from mira.export.mesh import MeshExtractionError, extract_mesh
+
+    kwargs = {} if density_threshold is None else {"density_threshold": density_threshold}
+    try:
+        mesh = extract_mesh(renderer, triplanes, resolution=resolution, **kwargs)
+        if len(mesh.faces) == 0:
+            raise MeshExtractionError("marching cubes returned no triangles")
+    except MeshExtractionError as error:
+        logger.warning("no mesh extracted (%s); geometry metrics count as failed", error)
+        return None
+    if mesh_to_world is not None:
+        mesh.apply_transform(mesh_to_world.detach().double().cpu().numpy())
+    return mesh
+
+
+def score_geometry(
+    mesh: "trimesh.Trimesh | None",
+    truth: "trimesh.Trimesh | None",
+    taus: Sequence[float] = (0.1, 0.05, 0.2),
+    num_samples: int = 16384,
+    seed: int = 0,
+) -> dict[str, float]:
+    """The figures of :func:`mira.evaluation.geometry.geometry_metrics` of ``mesh`` against ``truth``
+    (empty without a ground truth). A missing surface scores Chamfer = NaN and every F-score /
+    precision / recall = 0."""
+    from mira.evaluation.geometry import EmptyMeshError, geometry_metrics
+
+    if truth is None:
+        return {}
+    if mesh is None:
+        return _failed_geometry(taus)
+    try:
+        return geometry_metrics(mesh, truth, taus=taus, num_samples=num_samples, seed=seed)
+    except EmptyMeshError as error:
+        logger.warning("mesh has no area (%s); geometry metrics count as failed", error)
+        return _failed_geometry(taus)
+
+
 def score_mesh(
     renderer: torch.nn.Module,
     triplanes: Tensor,
@@ -149,37 +199,9 @@ def score_mesh(
     seed: int = 0,
     mesh_to_world: Tensor | None = None,
 ) -> tuple["trimesh.Trimesh | None", dict[str, float]]:
-    """Extract the mesh of one triplane (1, 3, C, R, R) and score it against ``truth``.
-
-    ``mesh_to_world`` (4, 4), a similarity, first moves the extracted mesh into the frame of
-    ``truth`` (the canonical source frame -> the object's world in :mod:`mira.evaluation.protocol`).
-
-    Returns the mesh (None if the field has no surface at the threshold) and the geometry
-    figures of :func:`mira.evaluation.geometry.geometry_metrics` (empty without a ground truth).
-    A missing surface scores Chamfer = NaN and every F-score / precision / recall = 0.
-    """
-    from mira.evaluation.geometry import EmptyMeshError, geometry_metrics
-    from mira.export.mesh import MeshExtractionError, extract_mesh
-
-    kwargs = {} if density_threshold is None else {"density_threshold": density_threshold}
-    try:
-        mesh = extract_mesh(renderer, triplanes, resolution=resolution, **kwargs)
-        if len(mesh.faces) == 0:
-            raise MeshExtractionError("marching cubes returned no triangles")
-        if mesh_to_world is not None:
-            mesh.apply_transform(mesh_to_world.detach().double().cpu().numpy())
-    except MeshExtractionError as error:
-        logger.warning("no mesh extracted (%s); geometry metrics count as failed", error)
-        mesh = None
-    if truth is None:
-        return mesh, {}
-    if mesh is None:
-        return None, _failed_geometry(taus)
-    try:
-        return mesh, geometry_metrics(mesh, truth, taus=taus, num_samples=num_samples, seed=seed)
-    except EmptyMeshError as error:
-        logger.warning("mesh has no area (%s); geometry metrics count as failed", error)
-        return mesh, _failed_geometry(taus)
+    """:func:`extract_scored_mesh`, then :func:`score_geometry` against ``truth``."""
+    mesh = extract_scored_mesh(renderer, triplanes, resolution, density_threshold, mesh_to_world)
+    return mesh, score_geometry(mesh, truth, taus, num_samples, seed)
 
 
 def _failed_geometry(taus: Sequence[float]) -> dict[str, float]:
