@@ -12,10 +12,14 @@ What it does:
 
 1. Imports the object (glb/gltf, obj(+mtl), fbx, ply, stl, usd/usda/usdc/usdz, abc, dae, blend;
    a format the running Blender lacks is a clear error) into an empty scene.
-2. Normalises the scene: centred at the origin, largest bounding-box side scaled to
-   ``BOX_SIZE`` = 1.6 (inside [-0.8, 0.8]^3). ``x_rendered = scale * x_imported + offset``
-   is recorded in ``metadata.json`` (``x_imported`` = Blender world coordinates after the
-   importer's axis conversion, given as ``import_axes`` where it is fixed by the format).
+2. Normalises the scene (``--normalisation``): by default (``sphere``) the bounding-box centre
+   goes to the origin and the bounding sphere about it (radius = the largest distance of a
+   vertex from that centre) is scaled to radius ``SPHERE_RADIUS`` = 0.9 (so the object is
+   inside [-0.9, 0.9]^3, whatever its orientation); ``box`` keeps the older convention: centred,
+   largest bounding-box side ``BOX_SIZE`` = 1.6 (inside [-0.8, 0.8]^3).
+   ``x_rendered = scale * x_imported + offset`` is recorded in ``metadata.json`` with the mode
+   (``x_imported`` = Blender world coordinates after the importer's axis conversion, given as
+   ``import_axes`` where it is fixed by the format).
 3. Renders ``--num_renders`` views from random cameras looking at the origin (35 mm lens on a
    32 mm sensor: 49.13 deg horizontal field of view, like the zero123 / Objaverse renders).
 
@@ -68,8 +72,12 @@ except ImportError:  # pragma: no cover - only outside Blender
 
 SCRIPT_VERSION = 1
 ERROR_PREFIX = "MIRA_RENDER_ERROR: "
-# Largest side of the normalised object's bounding box (world units); the renderer's box is [-1, 1]^3.
+# Normalisation (world units; the renderer's box is [-1, 1]^3). "sphere" (default): radius of the
+# bounding sphere about the bounding-box centre, as mira.data.procedural.PROCEDURAL_RADIUS.
+# "box": largest side of the bounding box (the convention before sphere normalisation).
+SPHERE_RADIUS = 0.9
 BOX_SIZE = 1.6
+NORMALISATION_MODES = ("sphere", "box")
 # The zero123 / Objaverse camera: a 35 mm lens on a 32 mm wide sensor.
 LENS_MM = 35.0
 SENSOR_WIDTH_MM = 32.0
@@ -140,6 +148,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--elevation_max", type=float, default=90.0)
     parser.add_argument("--only_northern_hemisphere", action="store_true", help="elevations >= 0 only")
     parser.add_argument("--seed", type=int, default=0, help="cameras (and random lighting)")
+    parser.add_argument("--normalisation", default="sphere", choices=NORMALISATION_MODES,
+                        help=f"sphere: bounding sphere (about the bounding-box centre) of radius {SPHERE_RADIUS}; "
+                             f"box: largest bounding-box side {BOX_SIZE}")
     parser.add_argument("--random_lighting", action="store_true", help="randomise environment and sun lights")
     parser.add_argument("--save_depth", action="store_true")
     parser.add_argument("--save_normal", action="store_true")
@@ -302,15 +313,27 @@ def bounding_box(vertices: np.ndarray, path: str) -> tuple[np.ndarray, np.ndarra
     return low, high
 
 
-def normalise_scene(scene: bpy.types.Scene, low: np.ndarray, high: np.ndarray) -> tuple[float, np.ndarray]:
-    """Scale and move the scene so the bounding box is centred with largest side BOX_SIZE.
+def normalisation_transform(vertices: np.ndarray, low: np.ndarray, high: np.ndarray,
+                            mode: str) -> tuple[float, np.ndarray]:
+    """``(scale, offset (3,))`` moving the bounding-box centre to the origin and scaling the bounding
+    sphere about it to radius SPHERE_RADIUS (``sphere``) or the largest box side to BOX_SIZE (``box``)."""
+    centre = (low + high) / 2.0
+    if mode == "sphere":
+        radius = float(np.sqrt(((vertices - centre) ** 2).sum(axis=1)).max())
+        scale = SPHERE_RADIUS / radius
+    elif mode == "box":
+        scale = BOX_SIZE / float((high - low).max())
+    else:
+        raise RenderError(f"unknown normalisation '{mode}'; choose from {', '.join(NORMALISATION_MODES)}")
+    return scale, -scale * centre
 
-    All root objects are parented (keeping their world transforms) to one empty whose
-    transform is ``x -> scale * x + offset``; animated roots keep their animation.
-    Returns (scale, offset (3,)).
+
+def normalise_scene(scene: bpy.types.Scene, scale: float, offset: np.ndarray) -> tuple[float, np.ndarray]:
+    """Apply ``x -> scale * x + offset`` to the whole scene.
+
+    All root objects are parented (keeping their world transforms) to one empty with that
+    transform; animated roots keep their animation. Returns (scale, offset (3,)).
     """
-    scale = BOX_SIZE / float((high - low).max())
-    offset = -scale * (low + high) / 2.0
     pivot = bpy.data.objects.new("mira_normalisation", None)
     scene.collection.objects.link(pivot)
     for obj in scene.objects:
@@ -797,7 +820,7 @@ def render_object(args: argparse.Namespace) -> str:
     remove_cameras_and_lights(scene)
     vertices, _ = world_triangles(scene)
     low, high = bounding_box(vertices, path)
-    scale, offset = normalise_scene(scene, low, high)
+    scale, offset = normalise_scene(scene, *normalisation_transform(vertices, low, high, args.normalisation))
     vertices, faces = world_triangles(scene)
     norm_low, norm_high = bounding_box(vertices, path)
     defaulted = assign_default_materials(scene)
@@ -840,7 +863,8 @@ def render_object(args: argparse.Namespace) -> str:
             "scale": scale,
             "offset": offset.tolist(),
             "import_axes": axes,
-            "box_size": BOX_SIZE,
+            "mode": args.normalisation,
+            **({"radius": SPHERE_RADIUS} if args.normalisation == "sphere" else {"box_size": BOX_SIZE}),
             "imported_bbox_min": low.tolist(), "imported_bbox_max": high.tolist(),
             "bbox_min": norm_low.tolist(), "bbox_max": norm_high.tolist(),
         },

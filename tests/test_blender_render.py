@@ -98,13 +98,26 @@ def test_metadata_and_normalised_mesh(cycles_render, test_object):
     assert metadata["render_seconds"] > 0 and len(metadata["seconds_per_view"]) == VIEWS
     mesh = trimesh.load(cycles_render / "mesh.ply", process=False)
     low, high = mesh.bounds
-    assert np.allclose((low + high) / 2, 0.0, atol=1e-4)
-    assert (high - low).max() == pytest.approx(1.6, abs=1e-4)
+    assert np.allclose((low + high) / 2, 0.0, atol=1e-4)  # bounding-box centre at the origin
+    assert np.linalg.norm(mesh.vertices, axis=1).max() == pytest.approx(0.9, abs=1e-4)  # bounding sphere
     # scale/offset (and the glTF importer's axes) map the original file's vertices onto the rendered mesh
     norm = metadata["normalization"]
+    assert norm["mode"] == "sphere" and norm["radius"] == 0.9 and "box_size" not in norm
     original = trimesh.load(test_object, force="mesh", process=False).vertices
     mapped = norm["scale"] * original @ np.asarray(norm["import_axes"]).T + np.asarray(norm["offset"])
     assert np.allclose(mapped.min(axis=0), low, atol=1e-4) and np.allclose(mapped.max(axis=0), high, atol=1e-4)
+
+
+def test_box_normalisation_keeps_the_old_convention(blender_command, test_object, tmp_path):
+    result = run_render_script(blender_command, "--object_path", test_object, "--output_dir", tmp_path,
+                               "--num_renders", 1, "--resolution", 16, "--samples", 1, "--save_mesh",
+                               "--normalisation", "box")
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = tmp_path / "composition"
+    norm = json.loads((folder / "metadata.json").read_text())["normalization"]
+    assert norm["mode"] == "box" and norm["box_size"] == 1.6 and "radius" not in norm
+    low, high = trimesh.load(folder / "mesh.ply", process=False).bounds
+    assert np.allclose((low + high) / 2, 0.0, atol=1e-4) and (high - low).max() == pytest.approx(1.6, abs=1e-4)
 
 
 def test_depth_and_normal_passes_lie_on_the_mesh(cycles_render):

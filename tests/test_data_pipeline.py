@@ -168,4 +168,5 @@ def test_index_only_and_config_update(tmp_path):
     config = load_config(nested)
     assert config.data.data_dir == str(root) and config.data.render_size == 32
     dataset = MultiViewDataset(config, split="train")
-    assert dataset[0]["source_c2w"][:3, 3].norm() == pytest.approx(2.5 * 1.6, rel=1e-4)  # zero123 world scale
+    views = dataset.view_index(dataset[0]["object_id"])
+    assert views.c2w[:, :3, 3].norm(dim=-1).tolist() == pytest.approx([2.5 * 1.6] * 3, rel=1e-4)  # zero123 world scale
