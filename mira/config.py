@@ -174,6 +174,7 @@ class TrainConfig:
     checkpoint_every_steps: int = 1000  # 0: only at epoch ends and at the end
     keep_last_checkpoints: int = 3
     stop_at_step: int = 0  # > 0: checkpoint and stop here, schedule unchanged (time slices)
+    time_limit_minutes: float = 0.0  # > 0: checkpoint and stop after this long, schedule unchanged
     val_every_steps: int = 1000  # 0 disables validation
     val_max_objects: int = 16
     log_every_steps: int = 10

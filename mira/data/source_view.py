@@ -227,8 +227,10 @@ def box_half_side(config: MiraConfig) -> float:
 
 
 def prepare_training_source_view(rgba: Tensor, c2w: Tensor, intrinsics: Tensor, config: MiraConfig,
-                                 background: Sequence[float] | Tensor) -> SourceView:
+                                 background: Sequence[float] | Tensor, object_radius: float | None = None) -> SourceView:
     """:func:`prepare_source_view` for views with cameras and objects normalised to ``data.object_radius``
-    (training data and evaluation): rgba (B, 4, H, W), c2w (B, 4, 4), intrinsics (B, 4)."""
+    (training data and evaluation; ``object_radius`` when the data knows its object's own bounding
+    radius): rgba (B, 4, H, W), c2w (B, 4, 4), intrinsics (B, 4)."""
+    radius = config.data.object_radius if object_radius is None else object_radius
     return prepare_source_view(rgba, SourceFraming.from_config(config), background, intrinsics, c2w,
-                               object_radius=config.data.object_radius, box_half_side=box_half_side(config))
+                               object_radius=radius, box_half_side=box_half_side(config))

@@ -37,6 +37,7 @@ ELEVATION_RANGE_DEG = (-10.0, 40.0)
 VAL_OBJECT_OFFSET = 1_000_000  # val objects use disjoint generator streams
 SCENE_RADIUS = 0.9  # every scene lies inside this ball: the data.object_radius of our renders
 SOURCE_SUPERSAMPLING = 2  # the source view is rendered this many times larger, then framed
+FIXED_SOURCE_STREAM = 2**31  # the "epoch" of fixed source views (fixed_source_view)
 
 
 @dataclass
@@ -58,6 +59,11 @@ def make_scene(object_index: int, seed: int) -> SphereScene:
     centers = directions * reach[:, None]
     colors = 0.15 + 0.8 * torch.rand(count, 3, generator=generator)
     return SphereScene(centers=centers, radii=radii, colors=colors)
+
+
+def scene_radius(scene: SphereScene) -> float:
+    """The radius of the smallest ball about the origin that holds every sphere of ``scene``."""
+    return float((scene.centers.norm(dim=-1) + scene.radii).max())
 
 
 def render_scene(scene: SphereScene, c2w: Tensor, intrinsics: Tensor, size: int,
@@ -141,6 +147,8 @@ class SyntheticSceneDataset(Dataset):
         generator = torch.Generator().manual_seed(_stream_seed(self.seed, epoch, object_index))
         k = self.config.data.supervision_k
         c2w = random_cameras(k + 1, generator)
+        if self.config.data.fixed_source_view:  # the object is always seen from the same source view
+            c2w[0] = random_cameras(1, torch.Generator().manual_seed(_stream_seed(self.seed, FIXED_SOURCE_STREAM, object_index)))[0]
         intrinsics = self.intrinsics.expand(k + 1, 4).clone()
         if self.split == "train" and self.config.data.random_background:
             background = torch.rand(3, generator=generator)
@@ -149,7 +157,7 @@ class SyntheticSceneDataset(Dataset):
         source_rgb, source_mask = render_scene(scene, c2w[:1], intrinsics[:1],
                                                SOURCE_SUPERSAMPLING * self.config.model.source_size, (0.0, 0.0, 0.0))
         source = prepare_training_source_view(torch.cat([source_rgb, source_mask], dim=1), c2w[:1], intrinsics[:1],
-                                              self.config, background)
+                                              self.config, background, object_radius=scene_radius(scene))
         targets, masks = render_scene(scene, c2w[1:], intrinsics[1:], self.config.data.render_size, background.tolist())
         return {
             "source_image": source.image[0],

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from mira.atomic import write_json_atomic
 from mira.config import ConfigError, MiraConfig
-from mira.evaluation.metrics import LPIPS_MIN_SIZE
+from mira.evaluation.metrics import LPIPS_MIN_SIZE, MissingWeightsError
 from mira.training import checkpoint as ckpt
 from mira.training.distributed import (DistributedContext, all_gather_objects, all_reduce_sum, barrier,
                                        setup_distributed)
@@ -78,6 +78,7 @@ class StepResult:
     stop_requested: bool
     samples: int
     rays: int
+    out_of_time: bool = False
 
 
 @dataclass
@@ -109,7 +110,7 @@ def check_train_config(config: MiraConfig) -> None:
         if getattr(t, key) < 1:
             fail(key, "must be at least 1")
     for key in ("warmup_steps", "max_steps", "checkpoint_every_steps", "val_every_steps", "stop_at_step",
-                "synthetic_objects", "patch_size", "num_epochs"):
+                "synthetic_objects", "patch_size", "num_epochs", "time_limit_minutes"):
         if getattr(t, key) < 0:
             fail(key, "must be >= 0")
     if t.log_every_steps < 1:
@@ -164,9 +165,15 @@ def config_of_built_model(config: MiraConfig, model: nn.Module) -> MiraConfig:
     return recorded
 
 
-def build_datasets(config: MiraConfig) -> tuple[Dataset, Dataset | None]:
-    """Train and validation datasets: analytic scenes if ``synthetic_objects > 0``, else ``data_dir``."""
+def build_datasets(config: MiraConfig, device: torch.device | str = "cpu") -> tuple[Dataset, Dataset | None]:
+    """Train and validation datasets: analytic scenes if ``synthetic_objects > 0``, procedural objects
+    rendered on ``device`` if ``data_source`` is "procedural", else the renders in ``data_dir``."""
     t = config.train
+    if config.data.data_source == "procedural":
+        from mira.data.procedural.dataset import ProceduralDataset
+
+        return (ProceduralDataset(config, "train", seed=t.seed, device=device),
+                ProceduralDataset(config, "val", seed=t.seed, device=device))
     if t.synthetic_objects > 0:
         from mira.training.synthetic_scenes import SyntheticSceneDataset
 
@@ -208,6 +215,7 @@ class Trainer:
         self.save_dir = Path(config.train.model_save_path)
         self.state = TrainState()
         self._stop_requested = False
+        self._started = time.monotonic()
 
         resume_from = self._find_resume_checkpoint()
         ckpt.seed_everything(self.train_cfg.seed)  # identical initial weights on every rank
@@ -219,7 +227,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
         if train_dataset is None:
-            train_dataset, built_val = build_datasets(config)
+            train_dataset, built_val = build_datasets(config, self.device)
             val_dataset = built_val if val_dataset is None else val_dataset
         self.train_dataset = train_dataset
         self.train_sampler = ResumableDistributedSampler(
@@ -238,8 +246,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, self.train_cfg, self.total_steps)
         self.val_loader = self._make_val_loader(val_dataset)
 
-        need_lpips = self.train_cfg.lpips_weight > 0 or self.val_loader is not None
-        self.lpips = build_lpips_for_training(self.train_cfg, self.device) if need_lpips else None
+        self.lpips = self._build_lpips()
         self.loss_fn = ReconstructionLoss(self.train_cfg.lpips_weight, self.train_cfg.mask_loss_weight,
                                           self.lpips if self.train_cfg.lpips_weight > 0 else None)
 
@@ -259,6 +266,23 @@ class Trainer:
                         self.total_steps, self.steps_per_epoch, self.context.world_size, self.device)
 
     # ------------------------------------------------------------------ construction helpers
+    def _build_lpips(self) -> nn.Module | None:
+        """LPIPS for the loss (``lpips_weight > 0``: its weights must be there) and for validation.
+
+        Validation alone uses LPIPS only with the real (pretrained) backbone: a random one gives a
+        number that means nothing. If its file is missing, validation goes on without LPIPS.
+        """
+        t = self.train_cfg
+        if t.lpips_weight > 0:
+            return build_lpips_for_training(t, self.device)
+        if self.val_loader is None or not t.lpips_pretrained_backbone:
+            return None
+        try:
+            return build_lpips_for_training(t, self.device)
+        except (MissingWeightsError, ImportError) as error:  # no backbone file here / no lpips package
+            LOGGER.warning("validation without LPIPS: %s", error)
+            return None
+
     def _resolve_amp_dtype(self) -> torch.dtype | None:
         mode = self.train_cfg.mixed_precision
         if mode == "no":
@@ -277,9 +301,12 @@ class Trainer:
     def _make_loader(self, dataset: Dataset, sampler: DistributedSampler, drop_last: bool,
                      batch_size: int | None = None) -> DataLoader:
         # Workers are not persistent: set_epoch on any dataset reaches fresh workers each epoch.
-        workers = self.config.data.num_workers
+        # A dataset that renders on the training device (procedural objects) runs in this process.
+        on_device = getattr(getattr(dataset, "dataset", dataset), "renders_on_device", False)
+        workers = 0 if on_device else self.config.data.num_workers
         return DataLoader(dataset, batch_size=batch_size or self.train_cfg.batch_size, sampler=sampler,
-                          num_workers=workers, pin_memory=self.device.type == "cuda", drop_last=drop_last,
+                          num_workers=workers, pin_memory=self.device.type == "cuda" and not on_device,
+                          drop_last=drop_last,
                           generator=self.loader_generator, persistent_workers=False,
                           prefetch_factor=4 if workers > 0 else None,
                           worker_init_fn=ignore_sigint if workers > 0 else None)
@@ -432,7 +459,7 @@ class Trainer:
         non-finite loss or gradient norm (on any rank) skips the update on every rank.
         """
         accum = len(micro_batches)
-        sums = torch.zeros(6, dtype=torch.float64, device=self.device)  # loss, mse, lpips, mask, rays, stop
+        sums = torch.zeros(7, dtype=torch.float64, device=self.device)  # loss, mse, lpips, mask, rays, stop, time
         for index, batch in enumerate(micro_batches):
             last = index == accum - 1
             sync = contextlib.nullcontext() if last or not self.context.distributed else self.train_model.no_sync()
@@ -442,10 +469,11 @@ class Trainer:
             sums[:4] += torch.stack([terms[k].detach().double() for k in ("loss", "mse", "lpips", "mask")]) / accum
             sums[4] += rays
         sums[5] = float(self._stop_requested)
+        sums[6] = float(self._out_of_time())
         all_reduce_sum(sums, self.context)
         world = self.context.world_size
         loss, mse, lpips, mask = (float(v) / world for v in sums[:4].tolist())
-        rays, stop_votes = float(sums[4]), float(sums[5])
+        rays, stop_votes, time_votes = float(sums[4]), float(sums[5]), float(sums[6])
 
         self.scaler.unscale_(self.optimizer)
         max_norm = self.train_cfg.grad_clip if self.train_cfg.grad_clip > 0 else math.inf
@@ -461,7 +489,12 @@ class Trainer:
             self.scheduler.step()
         samples = accum * self.train_cfg.batch_size * world
         return StepResult(loss=loss, mse=mse, lpips=lpips, mask=mask, grad_norm=grad_norm, finite=finite,
-                          stop_requested=stop_votes > 0, samples=samples, rays=int(rays))
+                          stop_requested=stop_votes > 0, samples=samples, rays=int(rays), out_of_time=time_votes > 0)
+
+    def _out_of_time(self) -> bool:
+        """Whether ``time_limit_minutes`` has passed since this process started training."""
+        limit = self.train_cfg.time_limit_minutes
+        return limit > 0 and time.monotonic() - self._started > 60.0 * limit
 
     def _trainable_parameters(self) -> list[nn.Parameter]:
         if not hasattr(self, "_trainable"):
@@ -559,6 +592,10 @@ class Trainer:
             return True
         if self.train_cfg.stop_at_step > 0 and self.state.step >= self.train_cfg.stop_at_step:
             LOGGER.info("reached stop_at_step=%d: saving a checkpoint and exiting", self.train_cfg.stop_at_step)
+            return True
+        if step_result.out_of_time:
+            LOGGER.info("reached time_limit_minutes=%g at step %d: saving a checkpoint and exiting",
+                        self.train_cfg.time_limit_minutes, self.state.step)
             return True
         return False
 
