@@ -357,3 +357,28 @@ def test_encoder_normalises_inside_and_interpolates_positions() -> None:
         inputs = model_inputs(batch=1, size=84)
         triplanes = model.forward_triplanes(inputs["images"], inputs["source_c2w"], inputs["source_intrinsics"])
     assert triplanes.shape == (1, 3, 8, 16, 16)
+
+
+def test_checkpoints_load_across_transformers_renames_of_dinov2_attention(tmp_path) -> None:
+    """transformers 5.2x renamed DINOv2's attention weights (attention.attention.query -> attention.q_proj, ...):
+    a checkpoint written under either spelling loads into a model of the other; other bad keys still fail."""
+    from mira.models.encoder import DINOV2_RENAMED_KEYS
+    from mira.models.mira import CheckpointMismatchError
+
+    torch.manual_seed(0)
+    model = MIRA(load_config(TINY_CONFIG))
+    state = model.state_dict()
+    new_spelling = any(new in key for key in state for _, new in DINOV2_RENAMED_KEYS)
+    other = {}
+    for key, value in state.items():
+        for old, new in DINOV2_RENAMED_KEYS:
+            key = key.replace(new, old) if new_spelling else key.replace(old, new)
+        other[key] = value.clone()
+    assert set(other) != set(state)
+    fresh = MIRA(load_config(TINY_CONFIG))
+    fresh.load_checkpoint_state(other)
+    for key, value in fresh.state_dict().items():
+        torch.testing.assert_close(value, state[key])
+    other["encoder.backbone.not_a_weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointMismatchError, match="not_a_weight"):
+        fresh.load_checkpoint_state(other)

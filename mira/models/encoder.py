@@ -73,6 +73,39 @@ def load_pretrained_dinov2(model_id: str) -> Dinov2Model:
     return model
 
 
+# transformers renamed DINOv2's attention weights (5.2x: ``attention.q_proj`` ...; before:
+# ``attention.attention.query`` ...): the same tensors under two spellings, old -> new.
+DINOV2_RENAMED_KEYS = (
+    (".attention.attention.query.", ".attention.q_proj."),
+    (".attention.attention.key.", ".attention.k_proj."),
+    (".attention.attention.value.", ".attention.v_proj."),
+    (".attention.output.dense.", ".attention.o_proj."),
+)
+
+
+def match_dinov2_key_names(state: dict[str, Any], expected_keys: set[str]) -> dict[str, Any]:
+    """``state`` with DINOv2 attention weights named as in ``expected_keys`` (the running model's).
+
+    A checkpoint written under one ``transformers`` version loads under the other: every key that
+    is not expected but becomes an expected key under :data:`DINOV2_RENAMED_KEYS` (either way) is
+    renamed; everything else is left for the caller's strict key check.
+    """
+    renamed = {}
+    for key, value in state.items():
+        if key not in expected_keys:
+            for old, new in DINOV2_RENAMED_KEYS:
+                for source, target in ((old, new), (new, old)):
+                    candidate = key.replace(source, target)
+                    if candidate != key and candidate in expected_keys:
+                        key = candidate
+                        break
+                else:
+                    continue
+                break
+        renamed[key] = value
+    return renamed
+
+
 def dinov2_config_dict(config: Dinov2Config) -> dict[str, Any]:
     """The JSON-serialisable architecture of a DINOv2 model (what ``encoder_config`` stores)."""
     values = config.to_dict()

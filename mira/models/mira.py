@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from mira.atomic import default_directory_mode, default_file_mode
 from mira.config import MiraConfig
 from mira.models.camera_embedder import CameraEmbedder
-from mira.models.encoder import DinoV2Encoder
+from mira.models.encoder import DinoV2Encoder, match_dinov2_key_names
 from mira.models.transformer import TriplaneDecoder
 from mira.rendering import TriplaneRenderer
 
@@ -227,6 +227,7 @@ class MIRA(nn.Module):
             CheckpointMismatchError: listing missing keys, unexpected keys and shape mismatches.
         """
         expected = self.state_dict()
+        state = match_dinov2_key_names(state, set(expected))
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
         mismatched = [
