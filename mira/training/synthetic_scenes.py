@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -109,18 +110,21 @@ def random_cameras(count: int, generator: torch.Generator) -> Tensor:
 
 
 class SyntheticSceneDataset(Dataset):
-    """``num_objects`` analytic sphere scenes, rendered on the fly.
+    """``num_objects`` analytic sphere scenes, rendered on the fly (``scene_maker``: another family of
+    sphere scenes, e.g. the learning tests' single balls).
 
     Deterministic per ``(seed, epoch, index)`` like :class:`mira.data.MultiViewDataset`:
     the scene depends on ``(seed, index)``, the source/target cameras also on the epoch.
     """
 
     def __init__(self, config: MiraConfig, split: str = "train", seed: int | None = None,
-                 num_objects: int | None = None) -> None:
+                 num_objects: int | None = None,
+                 scene_maker: Callable[[int, int], SphereScene] | None = None) -> None:
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got '{split}'")
         self.config = config
         self.split = split
+        self.scene_maker = scene_maker or make_scene  # (object index, seed) -> scene
         self.seed = config.train.seed if seed is None else seed
         self.num_objects = num_objects if num_objects is not None else config.train.synthetic_objects
         if self.num_objects <= 0:
@@ -142,7 +146,7 @@ class SyntheticSceneDataset(Dataset):
         if not 0 <= index < self.num_objects:
             raise IndexError(index)
         object_index = self.object_index(index)
-        scene = make_scene(object_index, self.seed)
+        scene = self.scene_maker(object_index, self.seed)
         epoch = 0 if self.split == "val" else self.epoch
         generator = torch.Generator().manual_seed(_stream_seed(self.seed, epoch, object_index))
         k = self.config.data.supervision_k
