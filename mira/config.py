@@ -83,6 +83,9 @@ class RendererConfig:
     density_bias: float = -1.0
     # Colour = sigmoid(x) * (1 + 2w) - w (EG3D's widened sigmoid); 0 gives a plain sigmoid.
     color_sigmoid_widening: float = 0.001
+    # Density level of the surface for meshes (marching cubes), in the field's density units: a
+    # property of a trained field, so checkpoints carry it (test.py / mira.evaluate --density_threshold override).
+    mesh_density_threshold: float = 10.0
 
 
 @dataclass

@@ -118,6 +118,27 @@ def test_largest_component_drops_floaters():
     assert len(largest.visual.vertex_colors) == len(largest.vertices)
 
 
+def test_enclosed_cavity_leaves_no_inner_shell():
+    """A hollow ball (level-5 shell 0.35 < r < 0.45) meshes as one outer sphere; an open bowl keeps its inside."""
+
+    def hollow(p):
+        r = p.norm(dim=-1)
+        return (100 * torch.minimum(0.5 - r, r - 0.3)).clamp_min(0)
+
+    field = AnalyticField(hollow, position_color)
+    shells = extract_mesh(field, DUMMY_TRIPLANE, resolution=40, density_threshold=5.0, fill_cavities=False)
+    filled = extract_mesh(field, DUMMY_TRIPLANE, resolution=40, density_threshold=5.0)
+    assert len(shells.split(only_watertight=False)) == 2
+    assert len(filled.split(only_watertight=False)) == 1
+    np.testing.assert_allclose(np.linalg.norm(filled.vertices, axis=1), 0.45, atol=0.01)
+
+    def bowl(p):  # the hollow ball cut open at the top: the cavity touches outside space
+        return torch.where(p[:, 2] > 0.2, torch.zeros_like(p[:, 0]), hollow(p))
+
+    open_bowl = extract_mesh(AnalyticField(bowl, position_color), DUMMY_TRIPLANE, resolution=40, density_threshold=5.0)
+    assert (np.linalg.norm(open_bowl.vertices, axis=1) < 0.37).any()  # the inner wall stays
+
+
 def test_simplification_reduces_faces_or_says_what_to_install():
     field = AnalyticField(lambda p: (100 * (0.5 - p.norm(dim=-1))).clamp_min(0), position_color)
     try:

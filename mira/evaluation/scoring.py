@@ -37,7 +37,7 @@ def add_scoring_arguments(parser: argparse._ActionsContainer) -> None:
                         help="pretrained: the real LPIPS (needs the torchvision weights file); random: smoke tests only; none")
     parser.add_argument("--lpips_net", choices=tuple(LPIPS_MIN_SIZE), default="vgg")
     parser.add_argument("--mesh_resolution", type=int, default=256, help="marching-cubes grid points per axis")
-    parser.add_argument("--density_threshold", type=float, default=None, help="marching-cubes density level (default: extract_mesh's)")
+    parser.add_argument("--density_threshold", type=float, default=None, help="marching-cubes density level (default: the checkpoint's mesh_density_threshold)")
     parser.add_argument("--fscore_tau", type=float, nargs="+", default=list(DEFAULT_FSCORE_TAUS), help="F-score thresholds (world units)")
     parser.add_argument("--geometry_samples", type=int, default=DEFAULT_NUM_SAMPLES,
                         help="surface samples per mesh for Chamfer / F-score")
