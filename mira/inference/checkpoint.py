@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+# The model shipped with MIRA (docs/TRAINING.md): test.py's default --checkpoint_path.
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "mira-demo"
 # mira.training writes <model_save_path>/checkpoint-<step:08d>.pt and, at the end, a
 # save_pretrained export in <model_save_path>/final/ (tests check these names against it).
 TRAINING_CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)\.pt$")
@@ -53,7 +55,7 @@ TRAINING_ONLY_MODEL_KEYS = ("encoder_model_id", "encoder_config", "encoder_train
 # Renderer keys that define the field the weights encode (the rest are sampling settings).
 FIELD_RENDERER_KEYS = (
     "box_min", "box_max", "background_color", "triplane_aggregation", "mlp_hidden_dim", "mlp_num_layers",
-    "density_bias", "color_sigmoid_widening",
+    "density_bias", "color_sigmoid_widening", "mesh_density_threshold",
 )
 # Dinov2Config keys that define the encoder network.
 ENCODER_ARCHITECTURE_KEYS = (

@@ -13,7 +13,8 @@ from typing import Sequence
 
 from mira.config import ConfigError
 from mira.devices import DeviceUnavailableError
-from mira.export.mesh import DEFAULT_DENSITY_THRESHOLD, MeshExtractionError
+from mira.export.mesh import MeshExtractionError
+from mira.inference.checkpoint import DEFAULT_CHECKPOINT
 from mira.inference.errors import InferenceError
 from mira.inference.pipeline import InferencePipeline, InferenceSettings
 from mira.inference.preprocess import DEFAULT_REMBG_MODEL
@@ -27,11 +28,11 @@ from mira.inference.text_to_image import (
 log = logging.getLogger("mira.inference")
 
 EXAMPLE = """examples:
-  python test.py --checkpoint_path checkpoints/mira-base --mode image --input chair.png \\
-      --output_path outputs --export_video --export_mesh
-  python test.py --checkpoint_path checkpoints/mira-base/checkpoint-50000.pt --config_path configs/mira-base.json \\
-      --input photos/ --export_mesh --mesh_format glb --mesh_resolution 384
-  python test.py --checkpoint_path user/mira-base --mode text --input "a red wooden chair" --export_video
+  python test.py --mode image --input docs/examples/procedural_000000000_blender.png --output_path outputs --export_video --export_mesh
+  python test.py --checkpoint_path checkpoints/mira-base --config_path configs/mira-base.json --input photos/ \\
+      --export_mesh --mesh_format glb --mesh_resolution 384
+  python test.py --mode text --input "a red wooden chair" --export_video
+(without --checkpoint_path: the shipped mira-demo model, mira/weights/mira-demo; see docs/TRAINING.md)
 """
 
 
@@ -45,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     io = p.add_argument_group("model and inputs")
-    io.add_argument("--checkpoint_path", required=True,
-                    help="save_pretrained directory, training checkpoint (.pt) or folder of them, .safetensors, or hub id")
+    io.add_argument("--checkpoint_path", default=str(DEFAULT_CHECKPOINT),
+                    help="save_pretrained directory, training checkpoint (.pt) or folder of them, .safetensors, or hub id "
+                         "(default: the shipped mira-demo model)")
     io.add_argument("--config_path", default=None,
                     help="JSON config; optional when the checkpoint carries its config (must then match its architecture)")
     io.add_argument("--mode", choices=("image", "text"), default=d.mode, help="inputs are image files/folders or prompts")
@@ -77,10 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     mesh = p.add_argument_group("mesh")
     mesh.add_argument("--export_mesh", action="store_true", help="write mesh.<format>")
-    mesh.add_argument("--mesh_resolution", type=int, default=d.mesh_resolution, help="marching-cubes grid points per axis")
+    mesh.add_argument("--mesh_resolution", type=int, default=None,
+                      help="marching-cubes grid points per axis (default: 256 on a GPU, 128 on the CPU)")
     mesh.add_argument("--mesh_format", choices=("ply", "obj", "glb"), default=d.mesh_format,
                       help="ply/obj keep MIRA's +Z-up world; glb is turned to glTF's +Y up")
-    mesh.add_argument("--density_threshold", type=float, default=DEFAULT_DENSITY_THRESHOLD, help="iso-level of the surface")
+    mesh.add_argument("--density_threshold", type=float, default=None,
+                      help="iso-level of the surface (default: the checkpoint's mesh_density_threshold)")
     mesh.add_argument("--largest_component", action="store_true", help="keep only the largest connected part")
     mesh.add_argument("--mesh_target_faces", type=int, default=None,
                       help="simplify to about this many faces (needs the fast_simplification package)")
@@ -88,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     video = p.add_argument_group("video")
     video.add_argument("--export_video", action="store_true", help="write video.<format>, a 360-degree orbit")
     video.add_argument("--video_format", choices=("mp4", "gif"), default=d.video_format)
-    video.add_argument("--num_frames", type=int, default=d.num_frames)
-    video.add_argument("--render_size", type=int, default=d.render_size, help="frame side, pixels (even for mp4)")
+    video.add_argument("--num_frames", type=int, default=None, help="frames of the orbit (default: 120 on a GPU, 60 on the CPU)")
+    video.add_argument("--render_size", type=int, default=None,
+                       help="frame side, pixels, even for mp4 (default: 256 on a GPU, 128 on the CPU)")
     video.add_argument("--elevation", type=float, default=d.elevation, help="orbit elevation, degrees above the XY plane")
     video.add_argument("--distance", type=float, default=None,
                        help="orbit radius, world units (default: the input view's canonical camera distance)")

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 import mira
 from mira.atomic import atomic_output, save_image_atomic, write_json_atomic
 from mira.devices import resolve_device
-from mira.export.mesh import DEFAULT_DENSITY_THRESHOLD, MeshExtractionError, extract_mesh, save_mesh
+from mira.export.mesh import MeshExtractionError, extract_mesh, save_mesh
 from mira.export.video import render_orbit_frames, write_video
 from mira.inference.checkpoint import load_model
 from mira.inference.errors import InferenceError, InputError
@@ -71,14 +71,14 @@ class InferenceSettings:
     export_mesh: bool = False
     export_video: bool = False
     save_triplanes: bool = False
-    mesh_resolution: int = 256
+    mesh_resolution: int | None = None  # None: 256 on a GPU, 128 on the CPU (CPU_DEFAULTS)
     mesh_format: str = "ply"
-    density_threshold: float = DEFAULT_DENSITY_THRESHOLD
+    density_threshold: float | None = None  # None: the checkpoint's renderer.mesh_density_threshold
     largest_component: bool = False
     mesh_target_faces: int | None = None
     video_format: str = "mp4"
-    num_frames: int = 120
-    render_size: int = 256
+    num_frames: int | None = None  # None: 120 on a GPU, 60 on the CPU
+    render_size: int | None = None  # None: 256 on a GPU, 128 on the CPU
     elevation: float = 0.0  # 0: the first frame is the input view
     distance: float | None = None  # None: the input view's canonical camera distance
     fps: float = 30.0
@@ -99,15 +99,17 @@ class InferenceSettings:
         checks = [
             (self.mode in ("image", "text"), f"--mode must be image or text, got {self.mode!r}"),
             (len(self.inputs) > 0, "no --input given"),
-            (self.mesh_resolution >= 8, f"--mesh_resolution must be at least 8, got {self.mesh_resolution}"),
+            (self.mesh_resolution is None or self.mesh_resolution >= 8,
+             f"--mesh_resolution must be at least 8, got {self.mesh_resolution}"),
             (self.mesh_format in ("ply", "obj", "glb"), f"--mesh_format must be ply, obj or glb, got {self.mesh_format!r}"),
             (self.video_format in ("mp4", "gif"), f"--video_format must be mp4 or gif, got {self.video_format!r}"),
-            (self.num_frames >= 1, f"--num_frames must be at least 1, got {self.num_frames}"),
-            (self.render_size >= 8, f"--render_size must be at least 8, got {self.render_size}"),
-            (self.video_format != "mp4" or self.render_size % 2 == 0,
+            (self.num_frames is None or self.num_frames >= 1, f"--num_frames must be at least 1, got {self.num_frames}"),
+            (self.render_size is None or self.render_size >= 8, f"--render_size must be at least 8, got {self.render_size}"),
+            (self.video_format != "mp4" or self.render_size is None or self.render_size % 2 == 0,
              f"--render_size must be even for mp4 video (yuv420p), got {self.render_size}"),
             (self.fps > 0, f"--fps must be positive, got {self.fps}"),
-            (self.density_threshold > 0, f"--density_threshold must be positive, got {self.density_threshold}"),
+            (self.density_threshold is None or self.density_threshold > 0,
+             f"--density_threshold must be positive, got {self.density_threshold}"),
             (self.foreground_ratio is None or 0 < self.foreground_ratio <= 1,
              f"--foreground_ratio must be in (0, 1], got {self.foreground_ratio}"),
             (self.distance is None or self.distance > 0, f"--distance must be positive, got {self.distance}"),
@@ -120,6 +122,22 @@ class InferenceSettings:
                 raise InferenceError(message)
         if self.mesh_target_faces is not None and importlib.util.find_spec("fast_simplification") is None:
             raise InferenceError("--mesh_target_faces needs the fast_simplification package: pip install fast_simplification")
+
+
+# Output sizes when not given: a GPU renders the full ones in a second; a CPU the small ones in seconds.
+GPU_DEFAULTS = {"mesh_resolution": 256, "num_frames": 120, "render_size": 256}
+CPU_DEFAULTS = {"mesh_resolution": 128, "num_frames": 60, "render_size": 128}
+
+
+def fill_device_defaults(settings: InferenceSettings, device: torch.device) -> InferenceSettings:
+    """``settings`` with the output sizes the user left unset taken from :data:`GPU_DEFAULTS` or, on the
+    CPU, :data:`CPU_DEFAULTS` (said once in the log, with the flags that ask for more)."""
+    defaults = GPU_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
+    unset = {key: value for key, value in defaults.items() if getattr(settings, key) is None}
+    if unset and device.type != "cuda":
+        log.info("on the CPU: %s (pass --%s for more)", ", ".join(f"{k} {v}" for k, v in unset.items()),
+                 " / --".join(unset))
+    return dataclasses.replace(settings, **unset)
 
 
 @dataclass
@@ -208,8 +226,8 @@ class InferencePipeline:
 
     def __init__(self, settings: InferenceSettings) -> None:
         settings.validate()
-        self.settings = settings
         self.device = resolve_device(settings.device)
+        self.settings = fill_device_defaults(settings, self.device)
         self.load_seconds = 0.0
         self.model = None
         self._remover: BackgroundRemover | None = None
