@@ -36,6 +36,7 @@ def render_orbit_frames(
     start_azimuth_deg: float = 0.0,
     views_per_chunk: int = 4,
     progress: bool = False,
+    occupancy: Any = None,
 ) -> np.ndarray:
     """Render ``num_frames`` views evenly spaced on a circle around the origin.
 
@@ -47,6 +48,8 @@ def render_orbit_frames(
         elevation_deg, distance: the orbit (degrees above the XY plane, world units).
         intrinsics: (4,) normalised ``(fx/W, fy/H, cx/W, cy/H)``.
         views_per_chunk: views per ``render_images`` call (the renderer also chunks rays).
+        occupancy: a :class:`mira.rendering.occupancy.OccupancyGrid` of ``triplanes`` for
+            empty-space skipping, or None to evaluate the field at every sample.
     Returns:
         (num_frames, size, size, 3) uint8 frames.
     """
@@ -61,7 +64,8 @@ def render_orbit_frames(
     starts = range(0, num_frames, views_per_chunk)
     for start in tqdm(starts, desc="video frames", disable=not progress, leave=False):
         views = c2w[start : start + views_per_chunk][None]  # (1, V, 4, 4)
-        rgb = renderer.render_images(triplanes, views, intrinsics.expand(1, views.shape[1], 4), size, size)["rgb"]
+        rgb = renderer.render_images(triplanes, views, intrinsics.expand(1, views.shape[1], 4), size, size,
+                                     occupancy=occupancy)["rgb"]
         frames[start : start + views.shape[1]] = to_uint8_frames(rgb[0])
     return frames
 

@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--num_frames", type=int, default=None, help="frames of the orbit (default: 120 on a GPU, 60 on the CPU)")
     video.add_argument("--render_size", type=int, default=None,
                        help="frame side, pixels, even for mp4 (default: 256 on a GPU, 128 on the CPU)")
+    video.add_argument("--no_empty_space_skipping", dest="skip_empty_space", action="store_false",
+                       help="evaluate the field at every sample (exhaustive; slower, differs by < 1 %% opacity per sample)")
     video.add_argument("--elevation", type=float, default=d.elevation, help="orbit elevation, degrees above the XY plane")
     video.add_argument("--distance", type=float, default=None,
                        help="orbit radius, world units (default: the input view's canonical camera distance)")

@@ -34,6 +34,7 @@ from mira.devices import resolve_device
 from mira.export.mesh import MeshExtractionError, extract_mesh, save_mesh
 from mira.export.video import render_orbit_frames, write_video
 from mira.inference.checkpoint import load_model
+from mira.rendering.occupancy import OccupancyGrid
 from mira.inference.errors import InferenceError, InputError
 from mira.data.source_view import SourceFraming
 from mira.inference.preprocess import (
@@ -82,6 +83,7 @@ class InferenceSettings:
     elevation: float = 0.0  # 0: the first frame is the input view
     distance: float | None = None  # None: the input view's canonical camera distance
     fps: float = 30.0
+    skip_empty_space: bool = True  # video: evaluate the field only in occupied cells (mira.rendering.occupancy)
     device: str = "auto"
     precision: str = "fp32"
     seed: int = 42
@@ -367,14 +369,16 @@ class InferencePipeline:
         intrinsics = torch.tensor([focal, focal, 0.5, 0.5])
         distance = s.distance if s.distance is not None else float(prepared.c2w[:3, 3].norm())
         with self._autocast():
+            occupancy = OccupancyGrid.from_field(self.model.renderer, triplanes) if s.skip_empty_space else None
             frames = render_orbit_frames(
                 self.model.renderer, triplanes, s.num_frames, s.render_size, s.elevation, distance, intrinsics,
-                progress=s.progress,
+                progress=s.progress, occupancy=occupancy,
             )
         file_name = f"video.{s.video_format}"
         write_video(frames, output_dir / file_name, s.fps)
         return {"file": file_name, "frames": s.num_frames, "width": s.render_size, "height": s.render_size,
-                "fps": s.fps, "elevation_deg": s.elevation, "distance": distance}
+                "fps": s.fps, "elevation_deg": s.elevation, "distance": distance,
+                "occupied_fraction": None if occupancy is None else round(occupancy.occupied_fraction, 4)}
 
     def write_result(
         self,

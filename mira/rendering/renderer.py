@@ -9,6 +9,7 @@ from mira.cameras import pixel_centers, rays_from_pixels
 from mira.config import RendererConfig
 from mira.rendering.compositing import composite
 from mira.rendering.field import TriplaneField
+from mira.rendering.occupancy import OccupancyGrid
 from mira.rendering.ray_sampler import (
     importance_samples,
     intersect_box,
@@ -94,7 +95,7 @@ class TriplaneRenderer(nn.Module):
 
     # ------------------------------------------------------------------ rays
     def forward(self, triplanes: Tensor, origins: Tensor, directions: Tensor,
-                background: Tensor | None = None) -> dict[str, Tensor]:
+                background: Tensor | None = None, occupancy: OccupancyGrid | None = None) -> dict[str, Tensor]:
         """Render rays.
 
         Args:
@@ -102,6 +103,8 @@ class TriplaneRenderer(nn.Module):
             origins: (B, N, 3) ray origins (world).
             directions: (B, N, 3) unit ray directions (world).
             background: (B, 3) colour behind each triplane's object; None: ``background_color``.
+            occupancy: empty-space skipping for one triplane (B = 1): the field is evaluated only
+                at samples in its occupied cells (:mod:`mira.rendering.occupancy`); None: everywhere.
         Returns:
             {"rgb": (B, N, 3), "depth": (B, N, 1), "opacity": (B, N, 1)}; depth is the expected
             distance along the ray of the visible surface (0 for empty rays).
@@ -112,10 +115,12 @@ class TriplaneRenderer(nn.Module):
                 f"mira/rendering/renderer.py: directions {tuple(directions.shape)} must match origins {tuple(origins.shape)}"
             )
         background = self._background(background, origins)
+        if occupancy is not None and triplanes.shape[0] != 1:
+            raise ValueError(f"mira/rendering/renderer.py: an occupancy grid belongs to one triplane, got a batch of {triplanes.shape[0]}")
         rays_per_chunk = max(1, self.ray_chunk_size // origins.shape[0])
         chunks = [
             self._render_chunk(triplanes, origins[:, start : start + rays_per_chunk],
-                               directions[:, start : start + rays_per_chunk], background)
+                               directions[:, start : start + rays_per_chunk], background, occupancy)
             for start in range(0, max(1, origins.shape[1]), rays_per_chunk)  # N = 0 still gives one (empty) chunk
         ]
         return {key: torch.cat([chunk[key] for chunk in chunks], dim=1) for key in OUTPUT_CHANNELS}
@@ -129,6 +134,7 @@ class TriplaneRenderer(nn.Module):
         height: int,
         width: int,
         background: Tensor | None = None,
+        occupancy: OccupancyGrid | None = None,
     ) -> dict[str, Tensor]:
         """Render chosen pixels of V views per triplane.
 
@@ -139,6 +145,7 @@ class TriplaneRenderer(nn.Module):
             uv: (B, V, N, 2) pixel coordinates (pixel centres at +0.5), or (N, 2) shared by all views.
             height, width: the image size ``uv`` refers to.
             background: (B, 3) colour per triplane; None: ``background_color``.
+            occupancy: empty-space skipping (see :meth:`forward`).
         Returns:
             {"rgb": (B, V, N, 3), "depth": (B, V, N, 1), "opacity": (B, V, N, 1)}.
         """
@@ -160,21 +167,22 @@ class TriplaneRenderer(nn.Module):
             width, height,
         )
         out = self(triplanes, origins.reshape(batch, views * num_pixels, 3), directions.reshape(batch, views * num_pixels, 3),
-                   background)
+                   background, occupancy)
         return {key: value.reshape(batch, views, num_pixels, value.shape[-1]) for key, value in out.items()}
 
     def render_images(self, triplanes: Tensor, c2w: Tensor, intrinsics: Tensor, height: int, width: int,
-                      background: Tensor | None = None) -> dict[str, Tensor]:
+                      background: Tensor | None = None, occupancy: OccupancyGrid | None = None) -> dict[str, Tensor]:
         """Render whole images of V views per triplane.
 
         Args:
             triplanes: (B, 3, C, R, R); c2w: (B, V, 4, 4); intrinsics: (B, V, 4) normalised;
-            background: (B, 3) colour per triplane, None: ``background_color``.
+            background: (B, 3) colour per triplane, None: ``background_color``;
+            occupancy: empty-space skipping (see :meth:`forward`).
         Returns:
             {"rgb": (B, V, 3, H, W), "depth": (B, V, 1, H, W), "opacity": (B, V, 1, H, W)}.
         """
         uv = pixel_centers(height, width, device=c2w.device).to(c2w.dtype)
-        out = self.render_pixels(triplanes, c2w, intrinsics, uv, height, width, background)
+        out = self.render_pixels(triplanes, c2w, intrinsics, uv, height, width, background, occupancy)
         batch, views = c2w.shape[:2]
         return {
             key: value.reshape(batch, views, height, width, value.shape[-1]).permute(0, 1, 4, 2, 3)
@@ -182,11 +190,21 @@ class TriplaneRenderer(nn.Module):
         }
 
     # ------------------------------------------------------------------ internals
-    def _field_along_rays(self, triplanes: Tensor, origins: Tensor, directions: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        """Field at ``origins + t * directions``: (B, n, S) samples -> density (B, n, S, 1), colour (B, n, S, 3)."""
+    def _field_along_rays(self, triplanes: Tensor, origins: Tensor, directions: Tensor, t: Tensor,
+                          occupancy: OccupancyGrid | None = None) -> tuple[Tensor, Tensor]:
+        """Field at ``origins + t * directions``: (B, n, S) samples -> density (B, n, S, 1), colour (B, n, S, 3).
+
+        With ``occupancy`` (B = 1) only samples in occupied cells are evaluated; the rest are 0.
+        """
         batch, rays, samples = t.shape
-        points = origins.unsqueeze(-2) + t.unsqueeze(-1) * directions.unsqueeze(-2)
-        density, rgb = self.point_field(triplanes, points.reshape(batch, rays * samples, 3))
+        points = (origins.unsqueeze(-2) + t.unsqueeze(-1) * directions.unsqueeze(-2)).reshape(batch, rays * samples, 3)
+        if occupancy is None:
+            density, rgb = self.point_field(triplanes, points)
+        else:
+            keep = occupancy.contains(points[0]).nonzero().squeeze(-1)  # (P_occupied,)
+            kept_density, kept_rgb = self.point_field(triplanes, points[:, keep])
+            density = kept_density.new_zeros(batch, rays * samples, 1).index_copy_(1, keep, kept_density)
+            rgb = kept_rgb.new_zeros(batch, rays * samples, 3).index_copy_(1, keep, kept_rgb)
         return density.reshape(batch, rays, samples, 1), rgb.reshape(batch, rays, samples, 3)
 
     def _background(self, background: Tensor | None, origins: Tensor) -> Tensor:
@@ -199,20 +217,21 @@ class TriplaneRenderer(nn.Module):
             )
         return background[:, None].to(self.background.device, torch.float32)
 
-    def _render_chunk(self, triplanes: Tensor, origins: Tensor, directions: Tensor, background: Tensor) -> dict[str, Tensor]:
+    def _render_chunk(self, triplanes: Tensor, origins: Tensor, directions: Tensor, background: Tensor,
+                      occupancy: OccupancyGrid | None = None) -> dict[str, Tensor]:
         """Render (B, n, 3) rays over backgrounds (B, 1, 3) in one go:
         {"rgb": (B, n, 3), "depth": (B, n, 1), "opacity": (B, n, 1)}."""
         dtype = torch.promote_types(origins.dtype, torch.float32)
         origins, directions = origins.to(dtype), directions.to(dtype)
         near, far, _ = intersect_box(origins, directions, self.box_min, self.box_max)
         t = stratified_samples(near, far, self.num_coarse_samples, jitter=self.training)
-        density, rgb = self._field_along_rays(triplanes, origins, directions, t)
+        density, rgb = self._field_along_rays(triplanes, origins, directions, t, occupancy)
         if self.num_fine_samples > 0:
             edges = interval_edges(t, near, far)
             with torch.no_grad():
                 weights = composite(density, rgb, t, edges, background)["weights"]
             t_fine = importance_samples(edges, weights, self.num_fine_samples, deterministic=not self.training)
-            density_fine, rgb_fine = self._field_along_rays(triplanes, origins, directions, t_fine)
+            density_fine, rgb_fine = self._field_along_rays(triplanes, origins, directions, t_fine, occupancy)
             t, (density, rgb) = merge_samples(t, [density, rgb], t_fine, [density_fine, rgb_fine])
         out = composite(density, rgb, t, interval_edges(t, near, far), background)
         return {key: out[key] for key in OUTPUT_CHANNELS}
