@@ -174,15 +174,18 @@ def default_source_camera(
 
 
 # ---------------------------------------------------------------------- the canonical source frame
-def canonical_source_c2w(distance: Tensor) -> Tensor:
+def canonical_source_c2w(distance: Tensor, azimuth_deg: float = 0.0) -> Tensor:
     """The canonical source pose at ``distance`` (...,): (..., 4, 4) OpenCV c2w.
 
-    The camera sits on the +X axis at azimuth 0, elevation 0, looking at the origin with +Z up:
-    image right is world +Y, image down is world -Z. Every source view is re-expressed in the
-    frame where its camera has this pose (:func:`source_to_canonical`).
+    The camera sits at elevation 0 and ``azimuth_deg`` (``data.source_camera_azimuth_deg``), by
+    default on the +X axis (image right is world +Y, image down is world -Z), looking at the origin
+    with +Z up; OpenLRM's source camera is at azimuth -90 (on -Y, looking along +Y). Every source
+    view is re-expressed in the frame where its camera has this pose (:func:`source_to_canonical`).
     """
+    # cos / sin rounded so that multiples of 90 degrees put the camera exactly on an axis.
+    x, y = (round(f(math.radians(azimuth_deg)), 15) for f in (math.cos, math.sin))
     zeros = torch.zeros_like(distance)
-    return look_at(torch.stack([distance, zeros, zeros], dim=-1))
+    return look_at(torch.stack([distance * x, distance * y, zeros], dim=-1))
 
 
 def similarity_scale(similarity: Tensor) -> Tensor:
@@ -190,7 +193,7 @@ def similarity_scale(similarity: Tensor) -> Tensor:
     return similarity[..., :3, 0].norm(dim=-1)
 
 
-def source_to_canonical(source_c2w: Tensor, canonical_distance: Tensor) -> Tensor:
+def source_to_canonical(source_c2w: Tensor, canonical_distance: Tensor, azimuth_deg: float = 0.0) -> Tensor:
     """The similarity transform that moves a source camera to the canonical source pose.
 
     ``x' = s R (x - c) + c'`` with ``R = R' R^T`` (the source camera's rotation ``R`` onto the
@@ -204,10 +207,11 @@ def source_to_canonical(source_c2w: Tensor, canonical_distance: Tensor) -> Tenso
     Args:
         source_c2w: (..., 4, 4) OpenCV camera-to-world of the source views.
         canonical_distance: (...,) distance of the canonical camera from the origin.
+        azimuth_deg: azimuth of the canonical camera (:func:`canonical_source_c2w`).
     Returns:
         (..., 4, 4) similarity ``[[s R, t], [0, 1]]`` (world -> canonical world).
     """
-    canonical = canonical_source_c2w(canonical_distance.to(source_c2w.dtype))
+    canonical = canonical_source_c2w(canonical_distance.to(source_c2w.dtype), azimuth_deg)
     rotation = canonical[..., :3, :3] @ source_c2w[..., :3, :3].transpose(-1, -2)
     centre = source_c2w[..., :3, 3]
     origin_depth = -(centre * source_c2w[..., :3, 2]).sum(-1)  # z of the world origin in the source camera
@@ -275,16 +279,23 @@ def crop_intrinsics(intrinsics: Tensor, box: tuple[float, float, float, float], 
     )
 
 
-def camera_vector(c2w: Tensor, intrinsics: Tensor) -> Tensor:
-    """The model's source-camera input: flattened c2w (16) + normalised intrinsics (4).
+def camera_vector(c2w: Tensor, intrinsics: Tensor, layout: str = "c2w4x4_opencv") -> Tensor:
+    """The model's source-camera input (``model.camera_vector_layout``).
 
     Args:
         c2w: (..., 4, 4) OpenCV camera-to-world.
         intrinsics: (..., 4) normalised fx, fy, cx, cy.
+        layout: "c2w4x4_opencv": the flattened c2w (16, row-major) + intrinsics (4) -> (..., 20);
+            "c2w3x4_opengl": the top three rows of the c2w in OpenGL camera axes (12, row-major)
+            + intrinsics (4) -> (..., 16), the vector OpenLRM's camera embedder reads.
     Returns:
-        (..., 20)
+        (..., 20) or (..., 16).
     """
-    return torch.cat([c2w.flatten(-2), intrinsics], dim=-1)
+    if layout == "c2w4x4_opencv":
+        return torch.cat([c2w.flatten(-2), intrinsics], dim=-1)
+    if layout == "c2w3x4_opengl":
+        return torch.cat([opencv_to_opengl(c2w)[..., :3, :].flatten(-2), intrinsics], dim=-1)
+    raise ValueError(f"camera vector layout must be 'c2w4x4_opencv' or 'c2w3x4_opengl', got '{layout}'")
 
 
 # ---------------------------------------------------------------------- rays

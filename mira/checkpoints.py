@@ -1,27 +1,33 @@
-"""Load a MIRA model for inference from any checkpoint users have.
+"""The one checkpoint I/O module: every kind of checkpoint users have -> weights + config -> model.
 
-``--checkpoint_path`` may be:
+A checkpoint may be (the format is detected from the files):
 
-* a directory written by :meth:`mira.models.MIRA.save_pretrained` (``model.safetensors`` +
-  ``config.json``);
+* a MIRA ``save_pretrained`` directory (``model.safetensors`` + ``config.json``, the nested
+  :class:`~mira.config.MiraConfig`);
 * a training checkpoint file (``checkpoint-<step>.pt``, written by ``mira.training``), read with
   ``torch.load(weights_only=True)``; or a training output directory (``model_save_path``):
   its ``final/`` export if training finished, else its latest ``checkpoint-<step>.pt``;
-* a bare ``.safetensors`` weight file (its config from a ``config.json`` beside it or
-  ``--config_path``);
-* a Hugging Face hub id of a ``save_pretrained`` checkpoint.
+* a bare ``.safetensors`` weight file (its config from a ``config.json`` beside it or ``--config_path``);
+* an OpenLRM v1.1 checkpoint folder (``config.json`` = ModelLRM kwargs + ``model.safetensors``),
+  converted on the fly by :mod:`mira.pretrained.openlrm` (strict; ``python -m mira.convert`` writes
+  the MIRA folder once);
+* a Hugging Face hub id of either kind of folder (``huggingface_hub.snapshot_download``, cached;
+  with no network the cache is used, else one error says what to download).
 
 ``--config_path`` is optional when the checkpoint carries its config. When both are given,
 their architectures (every key that changes the weights or the field they encode) must agree,
 else :class:`CheckpointConfigMismatchError`; the other keys (samples per ray, chunk sizes ...)
-are taken from ``--config_path``.
+are taken from ``--config_path``. Weights under a licence other than MIRA's (converted OpenLRM:
+CC BY-NC 4.0) print a notice once per process when loaded.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import re
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,14 +38,16 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from mira.config import ConfigError, MiraConfig
-from mira.inference.errors import CheckpointConfigMismatchError, InferenceError, WeightsNotFoundError
+from mira.errors import CheckpointConfigMismatchError, InferenceError, WeightsNotFoundError
 
 log = logging.getLogger(__name__)
 
+# A save_pretrained folder (MIRA's and OpenLRM's alike): these two files.
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+CHECKPOINT_FILES = (CONFIG_NAME, WEIGHTS_NAME)
 # The model shipped with MIRA (docs/TRAINING.md): test.py's default --checkpoint_path.
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "mira-demo"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "mira-demo"
 # mira.training writes <model_save_path>/checkpoint-<step:08d>.pt and, at the end, a
 # save_pretrained export in <model_save_path>/final/ (tests check these names against it).
 TRAINING_CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)\.pt$")
@@ -51,12 +59,15 @@ STATE_DICT_KEYS = ("model", "model_state_dict", "state_dict")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 # Model keys that only matter for training (not the architecture).
-TRAINING_ONLY_MODEL_KEYS = ("encoder_model_id", "encoder_config", "encoder_trainable_blocks", "gradient_checkpointing")
+TRAINING_ONLY_MODEL_KEYS = ("encoder_model_id", "encoder_config", "encoder_trainable_blocks", "gradient_checkpointing",
+                            "weights_license")
 # Renderer keys that define the field the weights encode (the rest are sampling settings).
 FIELD_RENDERER_KEYS = (
     "box_min", "box_max", "background_color", "triplane_aggregation", "mlp_hidden_dim", "mlp_num_layers",
-    "density_bias", "color_sigmoid_widening", "mesh_density_threshold",
+    "density_bias", "color_sigmoid_widening", "mesh_density_threshold", "plane_axes", "field_activation", "ray_marching",
 )
+# Data keys that belong to the weights: the source-view contract the model was trained with.
+CONTRACT_DATA_KEYS = ("source_camera_azimuth_deg", "source_model_focal", "source_distance_per_focal")
 # Dinov2Config keys that define the encoder network.
 ENCODER_ARCHITECTURE_KEYS = (
     "hidden_size", "num_hidden_layers", "num_attention_heads", "mlp_ratio", "hidden_act", "layer_norm_eps",
@@ -71,13 +82,16 @@ class CheckpointContents:
 
     state: dict[str, Tensor]
     config: MiraConfig | None
-    kind: str  # "save_pretrained", "training", "safetensors" or "hub"
+    kind: str  # "save_pretrained", "training", "safetensors", "openlrm" or "hub"
     source: str
 
 
 # ---------------------------------------------------------------------- reading
-def read_checkpoint(checkpoint_path: str) -> CheckpointContents:
+def read_checkpoint(checkpoint_path: str, openlrm_options: Mapping[str, Any] | None = None) -> CheckpointContents:
     """Weights and (when present) config of any checkpoint kind (see the module docstring).
+
+    ``openlrm_options`` (``source_size``, ``encoder_num_heads``) go to
+    :func:`mira.pretrained.openlrm.openlrm_to_mira_config` for OpenLRM folders of unpublished sizes.
 
     Raises:
         WeightsNotFoundError: nothing usable at ``checkpoint_path``.
@@ -85,6 +99,8 @@ def read_checkpoint(checkpoint_path: str) -> CheckpointContents:
     """
     path = Path(checkpoint_path).expanduser()
     if path.is_dir():
+        if (path / WEIGHTS_NAME).is_file() and checkpoint_format(path) == "openlrm":
+            return _read_openlrm(path, openlrm_options)
         if (path / WEIGHTS_NAME).is_file():
             return _read_safetensors(path / WEIGHTS_NAME, kind="save_pretrained")
         if (path / FINAL_EXPORT_DIR / WEIGHTS_NAME).is_file():
@@ -100,27 +116,34 @@ def read_checkpoint(checkpoint_path: str) -> CheckpointContents:
             log.info("using the latest training checkpoint in %s: %s", path, latest.name)
             return _read_torch_checkpoint(latest)
         raise WeightsNotFoundError(
-            f"{path}: no MIRA checkpoint in this directory (expected {WEIGHTS_NAME} + {CONFIG_NAME} from "
-            f"save_pretrained, a '{FINAL_EXPORT_DIR}/' export or training checkpoints checkpoint-<step>.pt)"
+            f"{path}: no known checkpoint in this directory (expected {WEIGHTS_NAME} + {CONFIG_NAME} of a MIRA "
+            f"save_pretrained folder or an OpenLRM checkpoint, a '{FINAL_EXPORT_DIR}/' export or training checkpoints "
+            f"checkpoint-<step>.pt; found: {_listing(path)})"
         )
     if path.is_file():
         if path.suffix == ".safetensors":
             return _read_safetensors(path, kind="safetensors")
         return _read_torch_checkpoint(path)
     if _HUB_ID.match(checkpoint_path) and path.suffix not in (*TORCH_CHECKPOINT_SUFFIXES, ".safetensors"):
-        return _read_hub_checkpoint(checkpoint_path)
+        return _read_hub_checkpoint(checkpoint_path, openlrm_options)
     raise WeightsNotFoundError(
         f"{checkpoint_path}: checkpoint not found (not a file, a directory or a hub id 'owner/name'); "
         "check --checkpoint_path"
     )
 
 
+def _load_safetensors(weights: Path) -> dict[str, Tensor]:
+    """Every tensor of a safetensors file; a truncated or corrupt file is one clear error."""
+    try:
+        return load_file(str(weights))
+    except Exception as error:  # safetensors raises its own error types for corrupt files
+        raise InferenceError(f"{weights}: not a readable safetensors file (truncated or corrupt? {error}); "
+                             "download or convert it again") from error
+
+
 def _read_safetensors(weights: Path, kind: str) -> CheckpointContents:
     """A safetensors file and the ``config.json`` beside it (if any)."""
-    try:
-        state = load_file(str(weights))
-    except Exception as error:  # safetensors raises its own error types for corrupt files
-        raise InferenceError(f"{weights}: not a readable safetensors file ({error})") from error
+    state = _load_safetensors(weights)
     config_file = weights.parent / CONFIG_NAME
     config = MiraConfig.from_json(config_file) if config_file.is_file() else None
     return CheckpointContents(state=state, config=config, kind=kind, source=str(weights))
@@ -168,17 +191,82 @@ def _find_state_dict(payload: Mapping[str, Any], path: Path) -> dict[str, Tensor
     return cleaned
 
 
-def _read_hub_checkpoint(hub_id: str) -> CheckpointContents:
-    """Download (or read from the cache) a ``save_pretrained`` checkpoint on the Hugging Face hub."""
-    from mira.models.mira import CheckpointNotFoundError, resolve_checkpoint_dir
-
-    try:
-        directory = resolve_checkpoint_dir(hub_id)
-    except CheckpointNotFoundError as error:
-        raise WeightsNotFoundError(str(error)) from error
-    contents = _read_safetensors(directory / WEIGHTS_NAME, kind="hub")
+def _read_hub_checkpoint(hub_id: str, openlrm_options: Mapping[str, Any] | None = None) -> CheckpointContents:
+    """Download (or read from the cache) a MIRA or OpenLRM checkpoint folder on the Hugging Face hub."""
+    directory = download_checkpoint(hub_id)
+    if checkpoint_format(directory) == "openlrm":
+        contents = _read_openlrm(directory, openlrm_options)
+    else:
+        contents = _read_safetensors(directory / WEIGHTS_NAME, kind="hub")
     contents.source = hub_id
     return contents
+
+
+def download_checkpoint(hub_id: str, revision: str | None = None, cache_dir: str | Path | None = None) -> Path:
+    """The local folder of hub repo ``hub_id`` (config + weights only), from the cache when offline.
+
+    Raises:
+        WeightsNotFoundError: not cached and not downloadable (offline, no such repo, a file missing);
+            the message says how to get it.
+    """
+    from huggingface_hub import constants, snapshot_download
+
+    try:
+        directory = Path(snapshot_download(hub_id, revision=revision, cache_dir=cache_dir,
+                                           allow_patterns=list(CHECKPOINT_FILES)))
+    except Exception as error:  # offline, not cached, no such repo, invalid id: one clear message
+        raise WeightsNotFoundError(
+            f"checkpoint '{hub_id}' is not a local path and could not be loaded from the Hugging Face hub or its "
+            f"cache ({cache_dir or constants.HF_HUB_CACHE}).\nFix: on a machine with internet run "
+            f"`hf download {hub_id}` (older huggingface_hub: `huggingface-cli download {hub_id}`), or pass the "
+            f"checkpoint's local folder.\nOriginal error: {type(error).__name__}: {error}"
+        ) from error
+    missing = [name for name in CHECKPOINT_FILES if not (directory / name).is_file()]
+    if missing:
+        raise WeightsNotFoundError(f"hub checkpoint '{hub_id}' ({directory}) lacks {', '.join(missing)}: it is no "
+                                   "MIRA or OpenLRM checkpoint (or its download is incomplete)")
+    return directory
+
+
+def checkpoint_format(directory: Path) -> str:
+    """``openlrm`` or ``mira`` for a folder with ``config.json`` + ``model.safetensors``, from the config's keys.
+
+    Raises:
+        InferenceError: ``config.json`` is not a JSON object (names the file).
+    """
+    from mira.pretrained.openlrm import OPENLRM_CONFIG_KEYS
+
+    config_file = directory / CONFIG_NAME
+    if not config_file.is_file():
+        return "mira"  # weights without config: resolved with --config_path
+    try:
+        values = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InferenceError(f"{config_file}: not valid JSON ({error})") from error
+    if not isinstance(values, dict):
+        raise InferenceError(f"{config_file}: the top level must be a JSON object")
+    return "openlrm" if all(key in values for key in OPENLRM_CONFIG_KEYS) else "mira"
+
+
+def _read_openlrm(directory: Path, options: Mapping[str, Any] | None) -> CheckpointContents:
+    """An OpenLRM checkpoint folder, converted to MIRA's config and weight names (strict)."""
+    from mira.pretrained.openlrm import OpenLRMConversionError, convert_openlrm_state, openlrm_to_mira_config
+
+    weights = directory / WEIGHTS_NAME
+    state = _load_safetensors(weights)
+    values = json.loads((directory / CONFIG_NAME).read_text())
+    try:
+        config = openlrm_to_mira_config(values, state, source=str(directory), **dict(options or {}))
+        converted = convert_openlrm_state(state, config, source=str(weights))
+    except OpenLRMConversionError as error:
+        raise CheckpointConfigMismatchError(str(error)) from error
+    return CheckpointContents(state=converted, config=config, kind="openlrm", source=str(directory))
+
+
+def _listing(path: Path, limit: int = 8) -> str:
+    """The first names in a directory, for error messages."""
+    names = sorted(child.name for child in path.iterdir())
+    return (", ".join(names[:limit]) + (" ..." if len(names) > limit else "")) if names else "nothing"
 
 
 # ---------------------------------------------------------------------- configs
@@ -220,11 +308,14 @@ def _dinov2_architecture(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def merge_configs(checkpoint: MiraConfig, requested: MiraConfig) -> MiraConfig:
-    """``requested`` with the checkpoint's model section and field-defining renderer keys."""
+    """``requested`` with the checkpoint's model section, field-defining renderer keys and source-view
+    contract (:data:`CONTRACT_DATA_KEYS`)."""
     merged = copy.deepcopy(requested)
     merged.model = copy.deepcopy(checkpoint.model)
     for key in FIELD_RENDERER_KEYS:
         setattr(merged.renderer, key, copy.deepcopy(getattr(checkpoint.renderer, key)))
+    for key in CONTRACT_DATA_KEYS:
+        setattr(merged.data, key, copy.deepcopy(getattr(checkpoint.data, key)))
     return merged
 
 
@@ -280,9 +371,15 @@ def resolve_config(contents: CheckpointContents, config_path: str | None) -> Mir
     return config
 
 
-def load_model(checkpoint_path: str, config_path: str | None = None, device: str | torch.device = "cpu"):
+def load_model(checkpoint_path: str, config_path: str | None = None, device: str | torch.device = "cpu",
+               openlrm_options: Mapping[str, Any] | None = None):
     """A :class:`mira.models.MIRA` in eval mode on ``device``, from any checkpoint kind.
 
+    Args:
+        checkpoint_path: any kind in the module docstring.
+        config_path: optional config file (see the module docstring).
+        device: where the model runs.
+        openlrm_options: see :func:`read_checkpoint`.
     Raises:
         WeightsNotFoundError, InferenceError, CheckpointConfigMismatchError: see above;
         mira.config.ConfigError: an invalid config file.
@@ -292,7 +389,7 @@ def load_model(checkpoint_path: str, config_path: str | None = None, device: str
 
     if config_path is not None and not Path(config_path).is_file():
         raise ConfigError(f"config file not found: {config_path} (check --config_path)")
-    contents = read_checkpoint(checkpoint_path)
+    contents = read_checkpoint(checkpoint_path, openlrm_options)
     config = resolve_config(contents, config_path)
     device = torch.device(device)
     # Check keys and shapes on a weightless (meta) copy first: a mismatch is reported at once,
@@ -309,4 +406,20 @@ def load_model(checkpoint_path: str, config_path: str | None = None, device: str
     with torch.device(device):  # initialise where the model runs (fast on a GPU)
         model = MIRA(config)
     model.load_checkpoint_state(contents.state, source=contents.source)
+    announce_license(config, contents.source)
     return model.eval()
+
+
+_ANNOUNCED_LICENSES: set[str] = set()
+
+
+def announce_license(config: MiraConfig, source: str) -> None:
+    """Print (stderr) the licence notice of weights that are not MIRA's, once per process and licence."""
+    license_name = config.model.weights_license
+    if not license_name or license_name in _ANNOUNCED_LICENSES:
+        return
+    _ANNOUNCED_LICENSES.add(license_name)
+    from mira.pretrained.openlrm import OPENLRM_LICENSE_NOTICE, OPENLRM_WEIGHTS_LICENSE
+
+    notice = OPENLRM_LICENSE_NOTICE if license_name == OPENLRM_WEIGHTS_LICENSE else f"weights licensed {license_name}"
+    print(f"licence notice ({source}): {notice}", file=sys.stderr)

@@ -25,6 +25,13 @@ class ConfigError(ValueError):
 
 
 DATA_SOURCES = ("renders", "procedural")
+# camera_vector_layout -> camera_matrix_dim (mira.cameras.camera_vector).
+CAMERA_VECTOR_LAYOUTS = {"c2w4x4_opencv": 20, "c2w3x4_opengl": 16}
+ENCODER_ARCHITECTURES = ("dinov2", "dinov2_with_registers")
+DECODER_MLP_ACTIVATIONS = ("gelu_tanh", "gelu")
+PLANE_AXES_CHOICES = ("xy_xz_yz", "xy_xz_zy")
+FIELD_ACTIVATIONS = ("silu", "relu")
+RAY_MARCHING_SCHEMES = ("mira", "eg3d")
 
 
 @dataclass
@@ -33,6 +40,12 @@ class ModelConfig:
 
     # Encoder: a Hugging Face hub id or a local directory holding a Dinov2Model.
     encoder_model_id: str = "facebook/dinov2-base"
+    # "dinov2" (transformers' Dinov2Model) or "dinov2_with_registers" (Dinov2WithRegistersModel: its
+    # register tokens are dropped from the output, which stays CLS + patch tokens; OpenLRM's encoder).
+    encoder_architecture: str = "dinov2"
+    # Normalise the [0, 1] input with ImageNet's mean and std before the encoder (DINOv2's own
+    # training); false feeds [0, 1] RGB as is (OpenLRM).
+    encoder_imagenet_normalization: bool = True
     # If set, the encoder is built from this Dinov2Config dict with random weights
     # (tests, from-scratch training) instead of loading ``encoder_model_id``.
     # ``save_pretrained`` fills it in, so a saved MIRA never needs the hub again.
@@ -41,13 +54,29 @@ class ModelConfig:
     encoder_trainable_blocks: int = 0
     # Side of the square source image fed to the encoder (pixels).
     source_size: int = 224
-    # Source-camera vector: flattened 4x4 c2w (16) + normalised fx, fy, cx, cy (4).
+    # Source-camera vector (mira.cameras.camera_vector): "c2w4x4_opencv" = flattened 4x4 OpenCV
+    # c2w (16) + normalised fx, fy, cx, cy (4); "c2w3x4_opengl" = the top 3x4 of the c2w in OpenGL
+    # camera axes (12) + the same 4 intrinsics (OpenLRM).
+    camera_vector_layout: str = "c2w4x4_opencv"
+    # Length of that vector: 20 for c2w4x4_opencv, 16 for c2w3x4_opengl.
     camera_matrix_dim: int = 20
     camera_embed_dim: int = 1024
     decoder_hidden_dim: int = 768
     num_layers: int = 12
     num_heads: int = 12
     mlp_ratio: float = 4.0
+    # Activation of the decoder blocks' MLPs: "gelu_tanh" (tanh approximation) or "gelu" (exact erf).
+    decoder_mlp_activation: str = "gelu_tanh"
+    # Biases in the decoder's attention projections (q, k, v, out); OpenLRM has none.
+    attention_bias: bool = True
+    # Image tokens -> Linear(encoder width, D) -> LayerNorm before cross-attention; false: the
+    # cross-attention's key/value projections read the encoder tokens directly (OpenLRM).
+    context_projection: bool = True
+    # Add the fixed 2D sine-cosine code of (row, column) to the learned triplane tokens; false: the
+    # learned tokens alone (OpenLRM's pos_embed).
+    triplane_token_sincos: bool = True
+    # Epsilon of the decoder's final LayerNorm (the modulated norms use 1e-6).
+    final_norm_eps: float = 1e-5
     # Triplane tokens per plane side (R): the decoder attends over 3 * R * R tokens.
     triplane_feat_res: int = 32
     # Side of the output triplane, after upsampling: must be 2 * triplane_feat_res.
@@ -58,6 +87,9 @@ class ModelConfig:
     # Add a fixed 2D sine-cosine code of each image patch's position to the decoder's image tokens
     # (the triplane tokens carry the same kind of code): see mira/models/transformer.py.
     context_position_embedding: bool = False
+    # Licence of the weights when it is not MIRA's (e.g. "CC BY-NC 4.0" for converted OpenLRM
+    # weights): printed once when such a checkpoint is loaded.
+    weights_license: str = ""
 
 
 @dataclass
@@ -75,8 +107,20 @@ class RendererConfig:
     background_color: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
     # How the three plane features are combined: "concat", "sum" or "mean".
     triplane_aggregation: str = "concat"
+    # Which world axes each plane's grid (x, y) reads: "xy_xz_yz" (planes XY, XZ, YZ) or
+    # "xy_xz_zy" (the third plane transposed: grid x = z, grid y = y; OpenLRM / EG3D).
+    plane_axes: str = "xy_xz_yz"
     mlp_hidden_dim: int = 64
     mlp_num_layers: int = 4
+    # Hidden activation of the field MLP: "silu" or "relu" (OpenLRM).
+    field_activation: str = "silu"
+    # How samples are placed and composited (mira/rendering/ray_sampler.py): "mira" = one sample per
+    # equal bin of the box interval, each sample standing for the interval between its neighbours'
+    # midpoints; "eg3d" = EG3D's importance renderer as OpenLRM uses it: coarse samples at
+    # linspace(near, far) ends included, density activated on the mean of neighbouring raw samples,
+    # colour averaged, compositing over the intervals between consecutive samples, fine samples drawn
+    # from max/avg-pool smoothed coarse weights, samples outside the box empty.
+    ray_marching: str = "mira"
     # Rays rendered per chunk; bounds memory at any resolution.
     ray_chunk_size: int = 16384
     # Density = softplus(mlp_output + density_bias); negative starts the field mostly empty (EG3D: -1).
@@ -107,6 +151,13 @@ class DataConfig:
     # ...and its camera put at the canonical pose at distance source_distance_per_focal * (normalised
     # focal of the framed view): objects land at about the same size in the canonical world.
     source_distance_per_focal: float = 1.6
+    # Azimuth (degrees, from +X towards +Y) of the canonical source camera; OpenLRM's camera looks
+    # along +Y from -Y: -90.
+    source_camera_azimuth_deg: float = 0.0
+    # > 0: the model is told this normalised focal (and principal point 0.5, 0.5) for every source
+    # view and the camera distance is source_distance_per_focal times it, whatever the framed view's
+    # real focal (OpenLRM's inference: 0.75 at distance 2.0); 0: the framed view's own intrinsics.
+    source_model_focal: float = 0.0
     # Bounding-sphere radius of the training/evaluation objects in their own world (our renders and
     # the procedural objects are normalised to 0.9): keeps the canonical object inside the box.
     object_radius: float = 0.9
@@ -274,8 +325,23 @@ class MiraConfig:
         def fail(key: str, message: str) -> None:
             raise ConfigError(f"{source}: '{key}' {message}")
 
-        if m.camera_matrix_dim != 20:
-            fail("camera_matrix_dim", f"must be 20 (16 c2w + 4 intrinsics), got {m.camera_matrix_dim}")
+        if m.camera_vector_layout not in CAMERA_VECTOR_LAYOUTS:
+            fail("camera_vector_layout", f"must be one of {sorted(CAMERA_VECTOR_LAYOUTS)}, got '{m.camera_vector_layout}'")
+        if m.camera_matrix_dim != CAMERA_VECTOR_LAYOUTS[m.camera_vector_layout]:
+            fail("camera_matrix_dim", f"must be {CAMERA_VECTOR_LAYOUTS[m.camera_vector_layout]} for camera_vector_layout "
+                 f"'{m.camera_vector_layout}', got {m.camera_matrix_dim}")
+        if m.encoder_architecture not in ENCODER_ARCHITECTURES:
+            fail("encoder_architecture", f"must be one of {ENCODER_ARCHITECTURES}, got '{m.encoder_architecture}'")
+        if m.decoder_mlp_activation not in DECODER_MLP_ACTIVATIONS:
+            fail("decoder_mlp_activation", f"must be one of {DECODER_MLP_ACTIVATIONS}, got '{m.decoder_mlp_activation}'")
+        if m.final_norm_eps <= 0:
+            fail("final_norm_eps", f"must be positive, got {m.final_norm_eps}")
+        if r.plane_axes not in PLANE_AXES_CHOICES:
+            fail("plane_axes", f"must be one of {PLANE_AXES_CHOICES}, got '{r.plane_axes}'")
+        if r.field_activation not in FIELD_ACTIVATIONS:
+            fail("field_activation", f"must be one of {FIELD_ACTIVATIONS}, got '{r.field_activation}'")
+        if r.ray_marching not in RAY_MARCHING_SCHEMES:
+            fail("ray_marching", f"must be one of {RAY_MARCHING_SCHEMES}, got '{r.ray_marching}'")
         if m.triplane_res != 2 * m.triplane_feat_res:
             fail("triplane_res", f"must be 2 * triplane_feat_res = {2 * m.triplane_feat_res}, got {m.triplane_res}")
         if m.decoder_hidden_dim % m.num_heads != 0:
@@ -301,6 +367,8 @@ class MiraConfig:
             fail("focal_length", "must be positive (normalised: focal / larger image side)")
         if not 0.0 < d.source_foreground_ratio <= 1.0:
             fail("source_foreground_ratio", f"must be in (0, 1], got {d.source_foreground_ratio}")
+        if d.source_model_focal < 0:
+            fail("source_model_focal", f"must be >= 0 (0: the framed view's own focal), got {d.source_model_focal}")
         if d.source_distance_per_focal <= 0:
             fail("source_distance_per_focal", f"must be positive, got {d.source_distance_per_focal}")
         if d.object_radius <= 0:

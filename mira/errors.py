@@ -1,4 +1,5 @@
-"""Errors that the inference CLI reports as one clear message (exit code 1, no traceback)."""
+"""Errors that the command lines (test.py, mira.convert, mira.evaluate) report as one clear message
+(exit code 1, no traceback). No imports: every module may raise them."""
 
 from __future__ import annotations
 

@@ -21,6 +21,12 @@ evaluation (:mod:`mira.evaluation.protocol`) and inference (``test.py``) all cal
    is about ``foreground_ratio * distance_per_focal / 2``), and the perspective follows the real
    camera: a photo framed tightly from far away keeps its weak perspective. The similarity
    changes no image, so the targets stay exact (:func:`mira.cameras.transform_cameras`).
+   ``camera_azimuth_deg`` turns the canonical pose about +Z (OpenLRM's source camera: -90).
+   With ``model_focal`` > 0 (OpenLRM's contract) the model is always told that normalised focal
+   (principal point (0.5, 0.5) for a photo) at distance ``distance_per_focal * model_focal``: views
+   with a camera are cropped so that their framed focal *is* ``model_focal`` (crop side = focal in
+   pixels / ``model_focal``, centred on the object; the told camera is the true one), photos are
+   framed by ``foreground_ratio`` and assumed to have it.
 3. **Staying in the box.** When the object's radius is known (training and evaluation data are
    normalised to ``object_radius``), the crop is enlarged where needed so the canonical object
    stays within ``CANONICAL_RADIUS_LIMIT`` of the renderer box (an elongated object seen end-on
@@ -59,6 +65,8 @@ class SourceFraming:
         distance_per_focal: the canonical source camera's distance per unit of normalised focal.
         default_focal: normalised focal (focal / larger image side) assumed for an image without camera.
         default_principal_point: (cx/W, cy/H) assumed for an image without camera.
+        camera_azimuth_deg: azimuth of the canonical source camera.
+        model_focal: > 0: the normalised focal the model is always told (see the module docstring).
     """
 
     size: int
@@ -66,6 +74,8 @@ class SourceFraming:
     distance_per_focal: float = 1.6
     default_focal: float = 1.09375
     default_principal_point: tuple[float, float] = (0.5, 0.5)
+    camera_azimuth_deg: float = 0.0
+    model_focal: float = 0.0
 
     def __post_init__(self) -> None:
         if self.size < 1:
@@ -83,7 +93,8 @@ class SourceFraming:
         ratio = data.source_foreground_ratio if foreground_ratio is None else foreground_ratio
         return cls(size=config.model.source_size, foreground_ratio=ratio,
                    distance_per_focal=data.source_distance_per_focal, default_focal=data.focal_length,
-                   default_principal_point=(float(data.principal_point[0]), float(data.principal_point[1])))
+                   default_principal_point=(float(data.principal_point[0]), float(data.principal_point[1])),
+                   camera_azimuth_deg=data.source_camera_azimuth_deg, model_focal=data.source_model_focal)
 
 
 @dataclass
@@ -201,6 +212,8 @@ def prepare_source_view(
         intrinsics = default_intrinsics(width, height, framing).to(rgba.device).expand(batch, 4)
     intrinsics = intrinsics.to(rgba)
     min_side = None
+    if framing.model_focal > 0:
+        return _prepare_fixed_focal(rgba, framing, background, intrinsics, c2w)
     if c2w is not None and object_radius is not None:
         if box_half_side is None:
             raise ValueError("prepare_source_view: object_radius needs box_half_side")
@@ -216,8 +229,43 @@ def prepare_source_view(
     image = (crop[:, :3] + (1.0 - alpha) * colour).clamp(0.0, 1.0)
     framed = crop_intrinsics(intrinsics, tuple(boxes.unbind(1)), width, height)
     distance = framing.distance_per_focal * 0.5 * (framed[:, 0] + framed[:, 1])
-    world_to_canonical = None if c2w is None else source_to_canonical(c2w.to(rgba), distance)
-    return SourceView(image=image, alpha=alpha, c2w=canonical_source_c2w(distance), intrinsics=framed,
+    azimuth = framing.camera_azimuth_deg
+    world_to_canonical = None if c2w is None else source_to_canonical(c2w.to(rgba), distance, azimuth)
+    return SourceView(image=image, alpha=alpha, c2w=canonical_source_c2w(distance, azimuth), intrinsics=framed,
+                      crop_box=boxes, world_to_canonical=world_to_canonical)
+
+
+def _frame(rgba: Tensor, boxes: Tensor, size: int, background: Sequence[float] | Tensor) -> tuple[Tensor, Tensor]:
+    """Crop ``boxes`` (B, 4) of straight-alpha ``rgba`` (B, 4, H, W) to ``size`` and composite:
+    image (B, 3, S, S), alpha (B, 1, S, S)."""
+    premultiplied = torch.cat([rgba[:, :3] * rgba[:, 3:], rgba[:, 3:]], dim=1)
+    crop = crop_and_resize(premultiplied, boxes, size).clamp(0.0, 1.0)
+    colour = _as_batch_colour(background, rgba.shape[0], crop)[:, :, None, None]
+    alpha = crop[:, 3:]
+    return (crop[:, :3] + (1.0 - alpha) * colour).clamp(0.0, 1.0), alpha
+
+
+def _prepare_fixed_focal(rgba: Tensor, framing: SourceFraming, background: Sequence[float] | Tensor,
+                         intrinsics: Tensor, c2w: Tensor | None) -> SourceView:
+    """The contract with ``framing.model_focal`` > 0 (module docstring): with cameras, a crop of side
+    ``fx W / model_focal`` centred on the object box (its framed focal is ``model_focal``); without,
+    framing by ``foreground_ratio`` and the intrinsics ``(model_focal, model_focal, 0.5, 0.5)``."""
+    batch, _, height, width = rgba.shape
+    focal = framing.model_focal
+    boxes = square_crop_boxes(foreground_boxes(rgba[:, 3]), framing.foreground_ratio)
+    if c2w is not None:
+        centre_x, centre_y = 0.5 * (boxes[:, 0] + boxes[:, 2]), 0.5 * (boxes[:, 1] + boxes[:, 3])
+        half = 0.5 * intrinsics[:, 0] * width / focal
+        boxes = torch.stack([centre_x - half, centre_y - half, centre_x + half, centre_y + half], dim=1)
+    image, alpha = _frame(rgba, boxes, framing.size, background)
+    if c2w is None:
+        framed = torch.tensor([focal, focal, 0.5, 0.5], dtype=rgba.dtype, device=rgba.device).expand(batch, 4)
+    else:
+        framed = crop_intrinsics(intrinsics, tuple(boxes.unbind(1)), width, height)
+    distance = torch.full((batch,), framing.distance_per_focal * focal, dtype=rgba.dtype, device=rgba.device)
+    azimuth = framing.camera_azimuth_deg
+    world_to_canonical = None if c2w is None else source_to_canonical(c2w.to(rgba), distance, azimuth)
+    return SourceView(image=image, alpha=alpha, c2w=canonical_source_c2w(distance, azimuth), intrinsics=framed.contiguous(),
                       crop_box=boxes, world_to_canonical=world_to_canonical)
 
 

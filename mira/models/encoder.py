@@ -2,9 +2,15 @@
 
 The encoder takes RGB images in ``[0, 1]`` and returns DINOv2's final-layer token
 sequence (CLS token + one token per 14x14 patch, after the final LayerNorm). The
-ImageNet normalisation happens inside the module, so callers never touch a PIL
-processor, and position embeddings are interpolated (bicubic, by ``transformers``)
-for any input size.
+ImageNet normalisation happens inside the module (``encoder_imagenet_normalization``; OpenLRM
+feeds [0, 1] RGB as is), so callers never touch a PIL processor, and position embeddings are
+interpolated (bicubic, by ``transformers``) for any input size.
+
+``encoder_architecture`` picks the network: ``dinov2`` (``Dinov2Model``) or
+``dinov2_with_registers`` (``Dinov2WithRegistersModel``, DINOv2 with register tokens, the
+encoder of OpenLRM v1.1). The registers are dropped from the output, so the token sequence is
+CLS + patches for both; the registers model has no ``mask_token`` (used only by masked
+pre-training, and absent from Meta's checkpoints).
 
 Where the weights come from (``ModelConfig``):
 
@@ -23,7 +29,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from transformers import Dinov2Config, Dinov2Model
+from transformers import Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel
 
 from mira.config import ModelConfig
 
@@ -45,8 +51,16 @@ def _hub_cache_dir() -> str:
     return str(constants.HF_HUB_CACHE)
 
 
-def load_pretrained_dinov2(model_id: str) -> Dinov2Model:
-    """Load a ``Dinov2Model`` from a local directory or a hub id, with no silent fallback.
+# encoder_architecture -> (transformers config class, model class).
+ENCODER_CLASSES = {
+    "dinov2": (Dinov2Config, Dinov2Model),
+    "dinov2_with_registers": (Dinov2WithRegistersConfig, Dinov2WithRegistersModel),
+}
+
+
+def load_pretrained_dinov2(model_id: str, architecture: str = "dinov2") -> nn.Module:
+    """Load a ``Dinov2Model`` (or ``Dinov2WithRegistersModel``) from a local directory or a hub id,
+    with no silent fallback.
 
     Raises:
         EncoderWeightsNotFoundError: the directory does not hold a Dinov2Model, or the hub id
@@ -54,8 +68,9 @@ def load_pretrained_dinov2(model_id: str) -> Dinov2Model:
             Hugging Face cache directory and how to fix it.
     """
     local = Path(model_id).expanduser()
+    model_class = ENCODER_CLASSES[architecture][1]
     try:
-        model = Dinov2Model.from_pretrained(str(local) if local.is_dir() else model_id, dtype=torch.float32)
+        model = model_class.from_pretrained(str(local) if local.is_dir() else model_id, dtype=torch.float32)
     except (OSError, ValueError) as error:  # OSError: not cached/offline; ValueError: bad repo id
         if local.is_dir():
             raise EncoderWeightsNotFoundError(
@@ -114,20 +129,29 @@ def dinov2_config_dict(config: Dinov2Config) -> dict[str, Any]:
     return values
 
 
-def build_dinov2(model_cfg: ModelConfig) -> Dinov2Model:
-    """Random-weight ``Dinov2Model`` from ``model_cfg.encoder_config``, else the pretrained one.
+def build_dinov2(model_cfg: ModelConfig) -> nn.Module:
+    """Random-weight encoder from ``model_cfg.encoder_config``, else the pretrained one.
 
-    After loading pretrained weights, ``model_cfg.encoder_config`` is filled in with the
-    loaded architecture, so that a saved MIRA checkpoint is self-contained.
+    The class is ``model_cfg.encoder_architecture``'s (:data:`ENCODER_CLASSES`). After loading
+    pretrained weights, ``model_cfg.encoder_config`` is filled in with the loaded architecture, so
+    that a saved MIRA checkpoint is self-contained. A registers model loses its unused ``mask_token``.
     """
+    if model_cfg.encoder_architecture not in ENCODER_CLASSES:
+        raise ValueError(f"'encoder_architecture' must be one of {sorted(ENCODER_CLASSES)}, "
+                         f"got '{model_cfg.encoder_architecture}'")
+    config_class, model_class = ENCODER_CLASSES[model_cfg.encoder_architecture]
     if model_cfg.encoder_config is not None:
         try:
-            config = Dinov2Config.from_dict(dict(model_cfg.encoder_config))
+            config = config_class.from_dict(dict(model_cfg.encoder_config))
         except (TypeError, ValueError) as error:
-            raise ValueError(f"'encoder_config' is not a valid Dinov2Config: {error}") from error
-        return Dinov2Model(config)
-    model = load_pretrained_dinov2(model_cfg.encoder_model_id)
-    model_cfg.encoder_config = dinov2_config_dict(model.config)
+            raise ValueError(f"'encoder_config' is not a valid {config_class.__name__}: {error}") from error
+        model = model_class(config)
+    else:
+        model = load_pretrained_dinov2(model_cfg.encoder_model_id, model_cfg.encoder_architecture)
+        model_cfg.encoder_config = dinov2_config_dict(model.config)
+    if model_cfg.encoder_architecture == "dinov2_with_registers":
+        del model.embeddings.mask_token  # masked pre-training only; never part of the checkpoint
+        model.embeddings.mask_token = None
     return model
 
 
@@ -148,6 +172,9 @@ class DinoV2Encoder(nn.Module):
         self.patch_size = int(self.backbone.config.patch_size)
         self.hidden_size = int(self.backbone.config.hidden_size)
         self.num_blocks = int(self.backbone.config.num_hidden_layers)
+        # Register tokens sit between CLS and the patches in the backbone's output; dropped.
+        self.num_register_tokens = int(getattr(self.backbone.config, "num_register_tokens", 0) or 0)
+        self.imagenet_normalization = model_cfg.encoder_imagenet_normalization
         # Constants, not weights: not saved in checkpoints.
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -199,7 +226,10 @@ class DinoV2Encoder(nn.Module):
         return 1 + (image_size // self.patch_size) ** 2
 
     def normalize(self, images: Tensor) -> Tensor:
-        """(B, 3, H, W) in [0, 1] -> ImageNet-normalised (B, 3, H, W)."""
+        """(B, 3, H, W) in [0, 1] -> ImageNet-normalised (B, 3, H, W) (unchanged when
+        ``encoder_imagenet_normalization`` is false)."""
+        if not self.imagenet_normalization:
+            return images
         return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
 
     def forward(self, images: Tensor) -> Tensor:
@@ -217,4 +247,7 @@ class DinoV2Encoder(nn.Module):
             raise ValueError(f"images must be at least {self.patch_size} px (one patch), got {tuple(images.shape[-2:])}")
         pixels = self.normalize(images)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.is_frozen):
-            return self.backbone(pixel_values=pixels).last_hidden_state
+            tokens = self.backbone(pixel_values=pixels).last_hidden_state
+        if self.num_register_tokens:  # (B, 1 + registers + patches, D) -> CLS + patches
+            tokens = torch.cat([tokens[:, :1], tokens[:, 1 + self.num_register_tokens:]], dim=1)
+        return tokens

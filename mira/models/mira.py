@@ -7,7 +7,8 @@
 * ``decoder`` (:class:`~mira.models.transformer.TriplaneDecoder`): tokens + camera -> triplanes;
 * ``renderer`` (:class:`mira.rendering.TriplaneRenderer`): triplanes + render cameras -> images.
 
-Checkpoints (``save_pretrained`` / ``from_pretrained``) are a directory with
+Checkpoints (``save_pretrained`` / ``from_pretrained``; every other kind, OpenLRM's included, loads
+through :mod:`mira.checkpoints`) are a directory with
 ``model.safetensors`` (every weight, the encoder's included) and ``config.json`` (the
 whole nested :class:`~mira.config.MiraConfig`, with ``encoder_config`` filled in), so
 loading one never needs the DINOv2 hub id again.
@@ -34,15 +35,14 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from mira.atomic import default_directory_mode, default_file_mode
+from mira.checkpoints import CHECKPOINT_FILES, CONFIG_NAME, WEIGHTS_NAME, download_checkpoint
 from mira.config import MiraConfig
+from mira.errors import WeightsNotFoundError
 from mira.models.camera_embedder import CameraEmbedder
 from mira.models.encoder import DinoV2Encoder, match_dinov2_key_names
 from mira.models.transformer import TriplaneDecoder
 from mira.rendering import TriplaneRenderer
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
-CHECKPOINT_FILES = (CONFIG_NAME, WEIGHTS_NAME)
 NO_WEIGHT_DECAY_NAMES = ("tokens",)  # learned triplane tokens: embeddings, no decay
 
 
@@ -68,7 +68,8 @@ class MIRA(nn.Module):
         self.config = copy.deepcopy(config)
         model_cfg = self.config.model
         self.encoder = DinoV2Encoder(model_cfg)
-        self.camera_embedder = CameraEmbedder(model_cfg.camera_matrix_dim, model_cfg.camera_embed_dim)
+        self.camera_embedder = CameraEmbedder(model_cfg.camera_matrix_dim, model_cfg.camera_embed_dim,
+                                              model_cfg.camera_vector_layout)
         self.decoder = TriplaneDecoder(model_cfg, encoder_dim=self.encoder.hidden_size)
         self.renderer = TriplaneRenderer(self.config.renderer, triplane_dim=model_cfg.triplane_dim)
 
@@ -277,20 +278,8 @@ def resolve_checkpoint_dir(
 
 
 def _download_checkpoint(hub_id: str, revision: str | None, cache_dir: str | Path | None) -> Path:
-    """``snapshot_download`` of a MIRA checkpoint repo (config + weights only)."""
-    from huggingface_hub import constants, snapshot_download
-
+    """``snapshot_download`` of a checkpoint repo (config + weights only): :func:`mira.checkpoints.download_checkpoint`."""
     try:
-        return Path(
-            snapshot_download(
-                hub_id, revision=revision, cache_dir=cache_dir, allow_patterns=list(CHECKPOINT_FILES)
-            )
-        )
-    except Exception as error:  # offline, not cached, no such repo, invalid id: one clear message
-        raise CheckpointNotFoundError(
-            f"MIRA checkpoint '{hub_id}' is not a local directory and could not be loaded from the Hugging Face "
-            f"hub or its cache ({cache_dir or constants.HF_HUB_CACHE}).\nFix: pass the directory written by "
-            f"save_pretrained, or on a machine with internet run `hf download {hub_id}` (older huggingface_hub: "
-            f"`huggingface-cli download {hub_id}`).\n"
-            f"Original error: {type(error).__name__}: {error}"
-        ) from error
+        return download_checkpoint(hub_id, revision=revision, cache_dir=cache_dir)
+    except WeightsNotFoundError as error:
+        raise CheckpointNotFoundError(str(error)) from error

@@ -15,6 +15,12 @@ Each :class:`TriplaneDecoderBlock` is (pre-norm, residual)::
 
 After a final LayerNorm, each plane's R x R grid of D-wide tokens is upsampled by a
 shared ``ConvTranspose2d(D, C, kernel 2, stride 2)`` to the (C, 2R, 2R) triplane.
+
+Options that OpenLRM's decoder needs (``ModelConfig``): ``context_projection`` false (keys and
+values are projected from the encoder width directly), ``attention_bias`` false,
+``decoder_mlp_activation`` "gelu" (exact), ``triplane_token_sincos`` false (learned tokens only)
+and ``final_norm_eps`` 1e-6. OpenLRM's affine LayerNorm before each modulation is folded into the
+modulation's projection by the converter (``mira/pretrained/openlrm.py``), so the block is the same.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from mira.models.modulate import ModulatedLayerNorm
 
 NUM_PLANES = 3
 TOKEN_INIT_STD = 0.02
+# decoder_mlp_activation -> nn.GELU's ``approximate``.
+GELU_APPROXIMATIONS = {"gelu_tanh": "tanh", "gelu": "none"}
 SINCOS_BASE = 10000.0
 
 
@@ -69,20 +77,27 @@ class TriplaneDecoderBlock(nn.Module):
         num_heads: attention heads.
         mlp_ratio: MLP hidden width / D.
         cond_dim: camera-embedding width E.
+        context_dim: width Dc of the image tokens cross-attention reads (D after a context projection).
+        attention_bias: biases in the attention projections.
+        activation: "gelu_tanh" or "gelu" (exact), the MLP's activation.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, cond_dim: int) -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, cond_dim: int, context_dim: int | None = None,
+                 attention_bias: bool = True, activation: str = "gelu_tanh") -> None:
         super().__init__()
+        if activation not in GELU_APPROXIMATIONS:
+            raise ValueError(f"decoder_mlp_activation must be one of {sorted(GELU_APPROXIMATIONS)}, got '{activation}'")
         self.norm_cross = ModulatedLayerNorm(dim, cond_dim)
-        self.cross_attention = MultiHeadAttention(dim, num_heads)
+        self.cross_attention = MultiHeadAttention(dim, num_heads, context_dim=context_dim, bias=attention_bias)
         self.norm_self = ModulatedLayerNorm(dim, cond_dim)
-        self.self_attention = MultiHeadAttention(dim, num_heads)
+        self.self_attention = MultiHeadAttention(dim, num_heads, bias=attention_bias)
         self.norm_mlp = ModulatedLayerNorm(dim, cond_dim)
         hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate=GELU_APPROXIMATIONS[activation]),
+                                 nn.Linear(hidden, dim))
 
     def forward(self, x: Tensor, context: Tensor, cond: Tensor) -> Tensor:
-        """x (B, N, D) triplane tokens, context (B, T, D) image tokens, cond (B, E) -> (B, N, D)."""
+        """x (B, N, D) triplane tokens, context (B, T, Dc) image tokens, cond (B, E) -> (B, N, D)."""
         x = x + self.cross_attention(self.norm_cross(x, cond), context)
         x = x + self.self_attention(self.norm_self(x, cond))
         return x + self.mlp(self.norm_mlp(x, cond))
@@ -94,8 +109,8 @@ class TriplaneDecoder(nn.Module):
     Args:
         model_cfg: ``decoder_hidden_dim`` (D), ``num_layers``, ``num_heads``, ``mlp_ratio``,
             ``camera_embed_dim`` (E), ``triplane_feat_res`` (R), ``triplane_dim`` (C),
-            ``gradient_checkpointing``.
-        encoder_dim: width of the image tokens, projected to D.
+            ``gradient_checkpointing``, and the options in the module docstring.
+        encoder_dim: width of the image tokens (projected to D when ``context_projection``).
     """
 
     def __init__(self, model_cfg: ModelConfig, encoder_dim: int) -> None:
@@ -106,16 +121,25 @@ class TriplaneDecoder(nn.Module):
         self.gradient_checkpointing = model_cfg.gradient_checkpointing
         self.tokens = nn.Parameter(torch.empty(NUM_PLANES * resolution**2, dim))
         nn.init.trunc_normal_(self.tokens, std=TOKEN_INIT_STD)
-        self.register_buffer("position_embedding", triplane_position_embedding(resolution, dim), persistent=False)
-        self.context_proj = nn.Linear(encoder_dim, dim)
-        self.context_norm = nn.LayerNorm(dim)
+        position = triplane_position_embedding(resolution, dim) if model_cfg.triplane_token_sincos else None
+        self.register_buffer("position_embedding", position, persistent=False)
+        if model_cfg.context_projection:
+            self.context_proj: nn.Module | None = nn.Linear(encoder_dim, dim)
+            self.context_norm: nn.Module | None = nn.LayerNorm(dim)
+        else:
+            self.context_proj = self.context_norm = None
+        context_dim = dim if model_cfg.context_projection else encoder_dim
         self.context_position_embedding = model_cfg.context_position_embedding
+        if self.context_position_embedding and context_dim != dim:
+            raise ValueError("context_position_embedding needs context_projection (the code is D wide)")
         self._context_codes: dict[tuple[int, int, torch.device], Tensor] = {}
         self.blocks = nn.ModuleList(
-            TriplaneDecoderBlock(dim, model_cfg.num_heads, model_cfg.mlp_ratio, model_cfg.camera_embed_dim)
+            TriplaneDecoderBlock(dim, model_cfg.num_heads, model_cfg.mlp_ratio, model_cfg.camera_embed_dim,
+                                 context_dim=context_dim, attention_bias=model_cfg.attention_bias,
+                                 activation=model_cfg.decoder_mlp_activation)
             for _ in range(model_cfg.num_layers)
         )
-        self.final_norm = nn.LayerNorm(dim)
+        self.final_norm = nn.LayerNorm(dim, eps=model_cfg.final_norm_eps)
         self.upsample = nn.ConvTranspose2d(dim, model_cfg.triplane_dim, kernel_size=2, stride=2)
 
     def _run_block(self, block: TriplaneDecoderBlock, x: Tensor, context: Tensor, cond: Tensor) -> Tensor:
@@ -157,10 +181,13 @@ class TriplaneDecoder(nn.Module):
             axis, columns its first, as ``grid_sample`` reads them).
         """
         batch = image_tokens.shape[0]
-        context = self.context_norm(self.context_proj(image_tokens))
+        context = image_tokens
+        if self.context_proj is not None:
+            context = self.context_norm(self.context_proj(image_tokens))
         if self.context_position_embedding:
             context = context + self.context_code(context.shape[1], context.device).to(context.dtype)
-        x = (self.tokens + self.position_embedding).unsqueeze(0).expand(batch, -1, -1)
+        tokens = self.tokens if self.position_embedding is None else self.tokens + self.position_embedding
+        x = tokens.unsqueeze(0).expand(batch, -1, -1)
         for block in self.blocks:
             x = self._run_block(block, x, context, camera_embedding)
         return self.tokens_to_triplanes(self.final_norm(x))

@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument("--config_path", default=DEFAULT_CONFIG_PATH, help="JSON config (flat or nested keys)")
+    parser.add_argument("--init_from", default=None, metavar="CHECKPOINT",
+                        help="fine-tune from these weights: a MIRA or OpenLRM checkpoint folder or a hub id (e.g. "
+                             "zxhezexin/openlrm-mix-base-1.1); its architecture is used. Same as "
+                             "--model_preloading_strategy CHECKPOINT")
     group = parser.add_argument_group("config overrides")
     defaults = MiraConfig().to_flat_dict()
     for key, hint in key_types().items():
@@ -121,6 +125,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[MiraConfig, argparse.
     parser = build_parser()
     namespace = parser.parse_args(argv)
     overrides = parse_overrides(namespace)
+    if namespace.init_from is not None:
+        if "model_preloading_strategy" in overrides and overrides["model_preloading_strategy"] != namespace.init_from:
+            raise ConfigError("command line: --init_from and --model_preloading_strategy disagree; give one")
+        overrides["model_preloading_strategy"] = namespace.init_from
     config_path = Path(namespace.config_path)
     if namespace.config_path == DEFAULT_CONFIG_PATH and not config_path.is_file() and REPO_DEFAULT_CONFIG.is_file():
         config_path = REPO_DEFAULT_CONFIG  # run from outside the repository

@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from mira.atomic import write_json_atomic
+from mira.checkpoints import CONTRACT_DATA_KEYS, FINAL_EXPORT_DIR  # noqa: F401  (FINAL_EXPORT_DIR: tests import it here)
 from mira.config import ConfigError, MiraConfig
 from mira.evaluation.metrics import LPIPS_MIN_SIZE, MissingWeightsError
 from mira.training import checkpoint as ckpt
@@ -44,7 +45,8 @@ from mira.training.validation import run_validation
 
 LOGGER = logging.getLogger("mira.training")
 MIXED_PRECISION_MODES = ("bf16", "fp16", "no")
-FINAL_EXPORT_DIR = "final"
+# Model keys of the user's config that stay when the weights (and architecture) come from a checkpoint.
+FINE_TUNING_MODEL_KEYS = ("encoder_trainable_blocks", "gradient_checkpointing")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -129,32 +131,38 @@ def check_train_config(config: MiraConfig) -> None:
 
 
 def build_model(config: MiraConfig) -> nn.Module:
-    """A fresh MIRA, or one initialised from a ``save_pretrained`` dir / hub id named by
-    ``model_preloading_strategy`` (any value other than auto / none / a ``.pt`` file)."""
+    """A fresh MIRA, or one initialised from the checkpoint named by ``model_preloading_strategy``
+    (``--init_from``: any value other than auto / none / a ``.pt`` file): any kind
+    :mod:`mira.checkpoints` reads (MIRA folder, OpenLRM folder, hub id). Its architecture, field
+    and source-view contract come from the checkpoint, the rest of the config (sampling, training)
+    and ``encoder_trainable_blocks`` / ``gradient_checkpointing`` from ``config``."""
+    from mira.checkpoints import announce_license, merge_configs, read_checkpoint
+    from mira.errors import InferenceError
     from mira.models import MIRA
 
     strategy = config.train.model_preloading_strategy
     if strategy in ("auto", "none") or strategy.endswith(".pt"):
         return MIRA(config)
     LOGGER.info("initialising the model from %s", strategy)
-    pretrained = MIRA.from_pretrained(strategy, map_location="cpu")
-    if config.model.encoder_config is None:  # the pretrained directory carries the encoder architecture
-        config = copy.deepcopy(config)
-        config.model.encoder_config = pretrained.config.model.encoder_config
-    model = MIRA(config)
     try:
-        model.load_state_dict(pretrained.state_dict())
-    except RuntimeError as error:
-        raise ConfigError(
-            f"model_preloading_strategy '{strategy}': its weights do not fit the model of this config "
-            f"({error}); use the architecture keys of {strategy}/config.json"
-        ) from error
+        contents = read_checkpoint(strategy)
+    except InferenceError as error:
+        raise ConfigError(f"model_preloading_strategy (--init_from) '{strategy}': {error}") from error
+    if contents.config is None:
+        raise ConfigError(f"model_preloading_strategy (--init_from) '{strategy}': the checkpoint carries no config")
+    merged = merge_configs(contents.config, config)
+    for key in FINE_TUNING_MODEL_KEYS:
+        setattr(merged.model, key, getattr(config.model, key))
+    model = MIRA(merged)
+    model.load_checkpoint_state(contents.state, source=contents.source)
+    announce_license(merged, contents.source)
     return model
 
 
 def config_of_built_model(config: MiraConfig, model: nn.Module) -> MiraConfig:
-    """``config`` with the ``model`` and ``renderer`` sections the model was built from (``model.config``;
-    its ``encoder_config`` is filled after a pretrained encoder load), so that a checkpoint or the run's
+    """``config`` with the ``model`` and ``renderer`` sections and the source-view contract keys
+    (:data:`mira.checkpoints.CONTRACT_DATA_KEYS`) the model was built from (``model.config``; its
+    ``encoder_config`` is filled after a pretrained encoder load), so that a checkpoint or the run's
     config.json rebuilds the model without the encoder's hub id. ``config`` itself is not changed."""
     built = getattr(model, "config", None)
     if not isinstance(built, MiraConfig):
@@ -162,6 +170,8 @@ def config_of_built_model(config: MiraConfig, model: nn.Module) -> MiraConfig:
     recorded = copy.deepcopy(config)
     recorded.model = copy.deepcopy(built.model)
     recorded.renderer = copy.deepcopy(built.renderer)
+    for key in CONTRACT_DATA_KEYS:  # the source-view contract of the weights (a checkpoint's, when initialised from one)
+        setattr(recorded.data, key, copy.deepcopy(getattr(built.data, key)))
     return recorded
 
 
@@ -226,8 +236,8 @@ class Trainer:
         self.amp_dtype = self._resolve_amp_dtype()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
-        if train_dataset is None:
-            train_dataset, built_val = build_datasets(config, self.device)
+        if train_dataset is None:  # data under the built model's contract (source size, source camera)
+            train_dataset, built_val = build_datasets(self.config, self.device)
             val_dataset = built_val if val_dataset is None else val_dataset
         self.train_dataset = train_dataset
         self.train_sampler = ResumableDistributedSampler(
