@@ -11,7 +11,7 @@ import trimesh
 
 from mira.export.mesh import (
     MeshExtractionError,
-    Z_UP_TO_Y_UP,
+    MIRA_TO_Y_UP,
     extract_mesh,
     grid_index_to_world,
     grid_points_for_indices,
@@ -19,6 +19,7 @@ from mira.export.mesh import (
     query_density_grid,
     save_mesh,
 )
+from mira.export.gltf import linear_to_srgb
 from helpers_inference import AnalyticField, position_color, sphere_renderer
 
 # An off-centre box with a different extent per axis: any axis mix-up moves vertices.
@@ -175,14 +176,19 @@ def test_save_mesh_round_trip(tmp_path, file_format):
     mesh = extract_mesh(field, DUMMY_TRIPLANE, resolution=20, density_threshold=10.0)
     path = save_mesh(mesh, tmp_path / f"mesh.{file_format}")
     loaded = trimesh.load(path, force="mesh", process=False)
+    if file_format == "glb":  # one geometry; force="mesh" would concatenate it and drop its vertex attributes
+        (loaded,) = trimesh.load(path, process=False).geometry.values()
     assert len(loaded.faces) == len(mesh.faces)
-    expected = trimesh.transform_points(mesh.vertices, Z_UP_TO_Y_UP) if file_format == "glb" else mesh.vertices
+    expected = trimesh.transform_points(mesh.vertices, MIRA_TO_Y_UP) if file_format in ("glb", "obj") else mesh.vertices
     np.testing.assert_allclose(np.sort(loaded.vertices, axis=0), np.sort(expected, axis=0), atol=1e-4)
-    if file_format == "glb":  # +Z up became +Y up: the sphere centred at z = 0.3 is at y = 0.3
+    if file_format in ("glb", "obj"):  # +Z up became +Y up: the sphere centred at z = 0.3 is at y = 0.3
         assert loaded.vertices.mean(0)[1] == pytest.approx(0.3, abs=0.02)
-    if file_format in ("ply", "glb"):
+    if file_format == "ply":
         colors = np.asarray(loaded.visual.vertex_colors)[:, :3].astype(float)
         assert colors.std() > 10  # per-vertex colours survived
+    if file_format == "glb":  # glTF vertex colours are linear (16-bit here): back to sRGB, they are the field's
+        linear = np.asarray(loaded.visual.vertex_attributes["color"], dtype=float)[:, :3] / 65535.0
+        np.testing.assert_allclose(linear_to_srgb(linear) * 255, mesh.visual.vertex_colors[:, :3], atol=0.51)
     assert [p.name for p in tmp_path.iterdir()] == [f"mesh.{file_format}"]  # no temp files left
 
 

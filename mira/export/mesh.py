@@ -17,6 +17,7 @@ Grid convention: ``density[i, j, k]`` is the density at world point
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,10 +25,12 @@ import mcubes
 import numpy as np
 import torch
 import trimesh
+from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mira.atomic import atomic_output
+from mira.atomic import atomic_output, write_bytes_atomic, write_text_atomic
+from mira.export.gltf import glb_bytes
 
 # OpenLRM's mesh threshold on the raw density (sigma, per world unit). With ~100 samples
 # across a 2-unit box (delta ~ 0.02), sigma = 10 is an opacity of ~0.2 per sample: the
@@ -36,10 +39,20 @@ DEFAULT_DENSITY_THRESHOLD = 10.0
 # Points per renderer.query call (density grid and vertex colours).
 DEFAULT_QUERY_CHUNK_SIZE = 262_144
 MESH_FORMATS = ("ply", "obj", "glb")
-# glTF's +Y-up frame from MIRA's +Z-up world: (x, y, z) -> (x, z, -y), a -90 degree turn about X.
-Z_UP_TO_Y_UP = np.array(
-    [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+# glTF's frame from MIRA's canonical world (+Z up, the input camera on +X, image right = +Y):
+# (x, y, z) -> (y, z, x). +Z up becomes +Y up, and the side the input image shows faces +Z, glTF's
+# "front" (a viewer's default camera on +Z sees the input view, image right = +X). A rotation
+# (a cyclic permutation, det +1). Blender's glTF and OBJ importers turn this into Blender's +Z up
+# with the input view as the Front view (numpad 1).
+MIRA_TO_Y_UP = np.array(
+    [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
 )
+# The frame each file format is written in (docs/EXPORT.md).
+FORMAT_FRAMES = {
+    "ply": "MIRA world: +Z up, the input view looks along -X",
+    "obj": "+Y up, the input view's side faces +Z (MIRA (x, y, z) -> (y, z, x))",
+    "glb": "glTF: +Y up, the input view's side faces +Z (MIRA (x, y, z) -> (y, z, x))",
+}
 
 
 class MeshExtractionError(RuntimeError):
@@ -290,17 +303,97 @@ def mesh_format_of(path: str | Path) -> str:
     return suffix
 
 
+def has_texture(mesh: trimesh.Trimesh) -> bool:
+    """True when ``mesh`` carries UVs and a base-colour texture image (:func:`mira.export.texture.texture_mesh`)."""
+    visual = mesh.visual
+    material = getattr(visual, "material", None)
+    image = getattr(material, "baseColorTexture", None) if material is not None else None
+    return getattr(visual, "uv", None) is not None and image is not None
+
+
+def texture_image(mesh: trimesh.Trimesh) -> Image.Image:
+    """The RGB base-colour texture of a textured mesh (row 0 at the top, v = 1)."""
+    return mesh.visual.material.baseColorTexture.convert("RGB")
+
+
+def vertex_colors_of(mesh: trimesh.Trimesh) -> np.ndarray:
+    """(V, 4) uint8 sRGB vertex colours; a textured mesh's texture is sampled at its vertices' UVs."""
+    if has_texture(mesh):
+        return np.asarray(mesh.visual.to_color().vertex_colors, dtype=np.uint8)
+    return np.asarray(mesh.visual.vertex_colors, dtype=np.uint8)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """A PIL image as PNG bytes."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def mesh_companion_files(path: str | Path, mesh: trimesh.Trimesh) -> list[Path]:
+    """Files written beside ``path`` by :func:`save_mesh`: ``<stem>.mtl`` and ``<stem>.png`` for a textured OBJ."""
+    path = Path(path)
+    if mesh_format_of(path) == "obj" and has_texture(mesh):
+        return [path.with_suffix(".mtl"), path.with_suffix(".png")]
+    return []
+
+
 def save_mesh(mesh: trimesh.Trimesh, path: str | Path) -> Path:
     """Write ``mesh`` atomically; the format (ply, obj, glb) comes from the suffix.
 
-    PLY and OBJ keep MIRA's +Z-up world frame. GLB is turned to glTF's +Y-up frame
-    (:data:`Z_UP_TO_Y_UP`) so that viewers show the object upright.
+    Frames (:data:`FORMAT_FRAMES`): PLY keeps MIRA's world (+Z up); OBJ and GLB are turned by
+    :data:`MIRA_TO_Y_UP` (+Y up, the input view's side facing +Z), so that glTF viewers and
+    Blender's importers show the object upright.
+
+    Colours: a textured mesh (:func:`has_texture`) goes to GLB as a PBR base-colour texture (sRGB)
+    and to OBJ as ``<stem>.obj`` + ``<stem>.mtl`` + ``<stem>.png`` (written in that order's
+    reverse, so an OBJ never names a missing file); PLY gets the texture sampled at the
+    vertices. Vertex colours go to GLB as linear ``COLOR_0`` (:mod:`mira.export.gltf`), to PLY and
+    OBJ as the sRGB bytes those formats' readers expect.
     """
     path = Path(path)
     file_type = mesh_format_of(path)
     if file_type == "glb":
-        mesh = mesh.copy()
-        mesh.apply_transform(Z_UP_TO_Y_UP)
+        write_bytes_atomic(glb_file_bytes(mesh), path)
+        return path
+    if file_type == "obj":
+        _save_obj(mesh, path)
+        return path
+    if has_texture(mesh):
+        mesh = trimesh.Trimesh(mesh.vertices, mesh.faces, vertex_colors=vertex_colors_of(mesh), process=False)
     with atomic_output(path) as temp_path:
         mesh.export(str(temp_path), file_type=file_type)
     return path
+
+
+def glb_file_bytes(mesh: trimesh.Trimesh) -> bytes:
+    """The GLB file of ``mesh`` (MIRA world) in glTF's frame, textured or with linear vertex colours."""
+    rotation = MIRA_TO_Y_UP[:3, :3]
+    vertices = np.asarray(mesh.vertices, dtype=np.float64) @ rotation.T
+    normals = np.asarray(mesh.vertex_normals, dtype=np.float64) @ rotation.T
+    if has_texture(mesh):
+        return glb_bytes(vertices, mesh.faces, normals, uv=np.asarray(mesh.visual.uv),
+                         texture_png=png_bytes(texture_image(mesh)))
+    return glb_bytes(vertices, mesh.faces, normals, vertex_colors_srgb=vertex_colors_of(mesh))
+
+
+def _save_obj(mesh: trimesh.Trimesh, path: Path) -> None:
+    """OBJ in the +Y-up frame; textured: ``<stem>.png`` and ``<stem>.mtl`` first, then the OBJ."""
+    turned = mesh.copy()
+    turned.apply_transform(MIRA_TO_Y_UP)
+    if not has_texture(mesh):
+        with atomic_output(path) as temp_path:
+            turned.export(str(temp_path), file_type="obj")
+        return
+    from trimesh.exchange.obj import export_obj
+
+    texture_name, material_name = path.with_suffix(".png").name, f"{path.stem}_material"
+    turned.visual.material.name = material_name
+    text = export_obj(turned, include_normals=True, include_texture=True, write_texture=False,
+                      mtl_name=path.with_suffix(".mtl").name)
+    # Our own MTL: trimesh's has Kd 0.4, which viewers that multiply Kd by map_Kd show darker.
+    mtl = (f"# MIRA baked base colour (sRGB)\nnewmtl {material_name}\nKa 0 0 0\nKd 1 1 1\nKs 0 0 0\n"
+           f"Ns 0\nillum 1\nmap_Kd {texture_name}\n")
+    write_bytes_atomic(png_bytes(texture_image(mesh)), path.with_suffix(".png"))
+    write_text_atomic(mtl, path.with_suffix(".mtl"))
+    write_text_atomic(text, path)
