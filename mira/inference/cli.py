@@ -15,6 +15,7 @@ from mira.config import ConfigError
 from mira.devices import DeviceUnavailableError
 from mira.export.mesh import MeshExtractionError
 from mira.inference.checkpoint import DEFAULT_CHECKPOINT
+from mira.export.texture import TextureBakeError
 from mira.inference.errors import InferenceError
 from mira.inference.pipeline import InferencePipeline, InferenceSettings
 from mira.inference.preprocess import DEFAULT_REMBG_MODEL
@@ -82,12 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     mesh.add_argument("--mesh_resolution", type=int, default=None,
                       help="marching-cubes grid points per axis (default: 256 on a GPU, 128 on the CPU)")
     mesh.add_argument("--mesh_format", choices=("ply", "obj", "glb"), default=d.mesh_format,
-                      help="ply/obj keep MIRA's +Z-up world; glb is turned to glTF's +Y up")
+                      help="ply keeps MIRA's +Z-up world; obj and glb are +Y up, the input view facing +Z (docs/EXPORT.md)")
     mesh.add_argument("--density_threshold", type=float, default=None,
                       help="iso-level of the surface (default: the checkpoint's mesh_density_threshold)")
     mesh.add_argument("--largest_component", action="store_true", help="keep only the largest connected part")
-    mesh.add_argument("--mesh_target_faces", type=int, default=None,
-                      help="simplify to about this many faces (needs the fast_simplification package)")
+    mesh.add_argument("--mesh_target_faces", "--target_faces", dest="mesh_target_faces", type=int, default=None,
+                      help="quadric simplification to about this many faces (fast_simplification)")
+    mesh.add_argument("--texture", action="store_true",
+                      help="UV-unwrap (xatlas) and bake the colour into a texture: glb with a PBR base-colour "
+                           "texture, obj + mtl + png (else vertex colours)")
+    mesh.add_argument("--texture_size", type=int, default=d.texture_size, help="texture side, pixels")
 
     video = p.add_argument_group("video")
     video.add_argument("--export_video", action="store_true", help="write video.<format>, a 360-degree orbit")
@@ -118,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         pipeline = InferencePipeline(settings)
         summary = pipeline.run()
-    except (InferenceError, ConfigError, DeviceUnavailableError, MeshExtractionError, OSError) as error:
+    except (InferenceError, ConfigError, DeviceUnavailableError, MeshExtractionError, TextureBakeError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for source, message in summary.failed:

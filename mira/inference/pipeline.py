@@ -22,7 +22,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from safetensors.torch import save_file
@@ -31,7 +31,8 @@ from tqdm.auto import tqdm
 import mira
 from mira.atomic import atomic_output, save_image_atomic, write_json_atomic
 from mira.devices import resolve_device
-from mira.export.mesh import MeshExtractionError, extract_mesh, save_mesh
+from mira.export.mesh import FORMAT_FRAMES, MeshExtractionError, extract_mesh, mesh_companion_files, save_mesh
+from mira.export.texture import DEFAULT_TEXTURE_SIZE, TextureBakeError, texture_mesh
 from mira.export.video import render_orbit_frames, write_video
 from mira.inference.checkpoint import load_model
 from mira.rendering.occupancy import OccupancyGrid
@@ -77,6 +78,9 @@ class InferenceSettings:
     density_threshold: float | None = None  # None: the checkpoint's renderer.mesh_density_threshold
     largest_component: bool = False
     mesh_target_faces: int | None = None
+    texture: bool = False  # UV-unwrap and bake a base-colour texture (mira.export.texture)
+    texture_size: int = DEFAULT_TEXTURE_SIZE
+    extra_mesh_formats: tuple[str, ...] = ()  # more files of the same mesh (the web app: glb, obj, ply)
     video_format: str = "mp4"
     num_frames: int | None = None  # None: 120 on a GPU, 60 on the CPU
     render_size: int | None = None  # None: 256 on a GPU, 128 on the CPU
@@ -118,12 +122,17 @@ class InferenceSettings:
             (self.precision in PRECISIONS, f"--precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}"),
             (self.mesh_target_faces is None or self.mesh_target_faces >= 4,
              f"--mesh_target_faces must be at least 4, got {self.mesh_target_faces}"),
+            (64 <= self.texture_size <= 8192, f"--texture_size must be in [64, 8192], got {self.texture_size}"),
+            (all(f in ("ply", "obj", "glb") for f in self.extra_mesh_formats),
+             f"extra mesh formats must be ply, obj or glb, got {self.extra_mesh_formats}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise InferenceError(message)
         if self.mesh_target_faces is not None and importlib.util.find_spec("fast_simplification") is None:
             raise InferenceError("--mesh_target_faces needs the fast_simplification package: pip install fast_simplification")
+        if self.texture and importlib.util.find_spec("xatlas") is None:
+            raise InferenceError("--texture needs the xatlas package: pip install xatlas")
 
 
 # Output sizes when not given: a GPU renders the full ones in a second; a CPU the small ones in seconds.
@@ -162,12 +171,15 @@ class RunSummary:
 class StageTimer:
     """Seconds per named stage (CUDA synchronised, so GPU work is counted where it happens)."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, on_stage: Callable[[str], None] | None = None) -> None:
         self.device = device
         self.seconds: dict[str, float] = {}
+        self.on_stage = on_stage  # told the name of each stage as it starts (the web app's progress)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        if self.on_stage is not None:
+            self.on_stage(name)
         self._sync()
         start = time.perf_counter()
         yield
@@ -276,14 +288,14 @@ class InferencePipeline:
         for item in tqdm(valid, desc="inputs", unit="input", disable=not self.settings.progress or len(valid) < 2):
             try:
                 summary.succeeded.append(self.process(item))
-            except (InferenceError, MeshExtractionError) as error:  # reported by the caller, once
+            except (InferenceError, MeshExtractionError, TextureBakeError) as error:  # reported by the caller, once
                 summary.failed.append((item.source, str(error)))
         return summary
 
-    def process(self, item: WorkItem) -> Path:
-        """One input -> its output folder (see the module docstring)."""
+    def process(self, item: WorkItem, on_stage: Callable[[str], None] | None = None) -> Path:
+        """One input -> its output folder (see the module docstring); ``on_stage(name)`` as each stage starts."""
         settings, cfg = self.settings, self.config
-        timer = StageTimer(self.device)
+        timer = StageTimer(self.device, on_stage)
         generated = None
         if settings.mode == "text":
             with timer.stage("text_to_image"):
@@ -350,14 +362,22 @@ class InferencePipeline:
                 self.model.renderer, triplanes, resolution=s.mesh_resolution, density_threshold=s.density_threshold,
                 largest_component=s.largest_component, target_faces=s.mesh_target_faces, progress=s.progress,
             )
+            report: dict[str, Any] = {"vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)),
+                                      "watertight": bool(mesh.is_watertight)}  # before seams are cut for UVs
+            if s.texture:
+                mesh, baked = texture_mesh(mesh, self.model.renderer, triplanes, s.texture_size)
+                report["texture"] = {"size": s.texture_size, "color_space": "sRGB",
+                                     "covered_fraction": round(float(baked.covered.mean()), 4), "seconds": baked.seconds}
         file_name = f"mesh.{s.mesh_format}"
-        save_mesh(mesh, output_dir / file_name)
+        files = {}
+        for file_format in dict.fromkeys([s.mesh_format, *s.extra_mesh_formats]):
+            path = save_mesh(mesh, output_dir / f"mesh.{file_format}")
+            files[file_format] = [p.name for p in (path, *mesh_companion_files(path, mesh))]
         return {
             "file": file_name,
-            "vertices": int(len(mesh.vertices)),
-            "faces": int(len(mesh.faces)),
-            "watertight": bool(mesh.is_watertight),
-            "frame": "glTF +Y up (world +Z up turned to +Y up)" if s.mesh_format == "glb" else "MIRA world (+Z up)",
+            "files": files,
+            "frame": {file_format: FORMAT_FRAMES[file_format] for file_format in files},
+            **report,
         }
 
     @torch.inference_mode()
