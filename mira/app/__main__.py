@@ -1,0 +1,68 @@
+"""``python -m mira.app``: serve the web app (the model is loaded once, before the server starts).
+
+    python -m mira.app                                  # shipped mira-demo model, http://127.0.0.1:7860
+    python -m mira.app --checkpoint_path C --host 0.0.0.0 --port 8080 --share
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from mira.config import ConfigError
+from mira.devices import DeviceUnavailableError
+from mira.inference.checkpoint import DEFAULT_CHECKPOINT
+from mira.inference.errors import InferenceError
+from mira.inference.pipeline import InferenceSettings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags of ``python -m mira.app``."""
+    p = argparse.ArgumentParser(prog="python -m mira.app", description="MIRA web app: image or prompt -> 3D model.")
+    p.add_argument("--checkpoint_path", default=str(DEFAULT_CHECKPOINT),
+                   help="any checkpoint test.py takes (default: the shipped mira-demo model)")
+    p.add_argument("--config_path", default=None, help="JSON config, when the checkpoint carries none")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cuda, cuda:1, cpu")
+    p.add_argument("--num_frames", type=int, default=None, help="video frames (default: 120 on a GPU, 60 on the CPU)")
+    p.add_argument("--render_size", type=int, default=None, help="video side, pixels (default: 256 GPU, 128 CPU)")
+    p.add_argument("--texture_size", type=int, default=1024, help="side of baked textures, pixels")
+    p.add_argument("--output_dir", default=None, help="where results are kept (default: a new temporary folder)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Load the model, build the page, serve it until interrupted; returns the exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        from mira.app.runner import AppRunner
+        from mira.app.ui import build_app, import_gradio
+
+        import_gradio()
+        settings = InferenceSettings(
+            checkpoint_path=args.checkpoint_path, config_path=args.config_path, inputs=["(web app)"],
+            device=args.device, num_frames=args.num_frames, render_size=args.render_size,
+            texture_size=args.texture_size,
+        )
+        runner = AppRunner(settings, args.output_dir)
+        runner.load()
+    except (InferenceError, ConfigError, DeviceUnavailableError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    s = runner.pipeline.settings
+    app = build_app(runner, default_foreground_ratio=runner.pipeline.config.data.source_foreground_ratio,
+                    default_mesh_resolution=s.mesh_resolution)
+    app.queue(default_concurrency_limit=1).launch(
+        server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(runner.output_dir)],
+        show_error=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
