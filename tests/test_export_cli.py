@@ -7,6 +7,7 @@ import io
 import json
 
 import numpy as np
+import pytest
 import trimesh
 from PIL import Image
 
@@ -56,3 +57,16 @@ def test_export_flags_are_checked_before_loading_the_model(capsys):
     assert build_parser().parse_args(["--input", "x", "--target_faces", "10"]).mesh_target_faces == 10
     assert main(["--input", str(EXAMPLE), "--texture", "--texture_size", "16"]) == 1
     assert "--texture_size must be in [64, 8192]" in capsys.readouterr().err
+
+
+def test_remesh_from_the_command_line(tmp_path, capsys):
+    pytest.importorskip("pynanoinstantmeshes", reason="--remesh needs pynanoinstantmeshes (requirements.txt)")
+    out = tmp_path / "out"
+    code = main([*FAST, "--output_path", str(out), "--remesh", "triangle", "--target_faces", "600"])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((out / EXAMPLE.stem / "result.json").read_text())
+    assert result["settings"]["remesh"] == "triangle" and 300 <= result["mesh"]["faces"] <= 1200
+    mesh = trimesh.load(out / EXAMPLE.stem / "mesh.ply", process=False)
+    assert len(mesh.faces) == result["mesh"]["faces"]
+    with pytest.raises(SystemExit):  # argparse refuses it (exit code 2)
+        build_parser().parse_args(["--input", "x", "--remesh", "hexagons"])

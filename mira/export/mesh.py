@@ -8,7 +8,8 @@
    threshold; vertices come back in grid-index coordinates and :func:`grid_index_to_world`
    maps them to the world frame. Faces are wound so their normals point out of the
    object (positive signed volume).
-3. Optional clean-up: keep the largest connected component; quadric simplification.
+3. Optional clean-up: keep the largest connected component; quadric simplification or
+   Instant Meshes remeshing (triangles or quads).
 4. :func:`query_vertex_colors` reads the colour field at the final vertices.
 
 Grid convention: ``density[i, j, k]`` is the density at world point
@@ -17,9 +18,12 @@ Grid convention: ``density[i, j, k]`` is the density at world point
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import mcubes
 import numpy as np
@@ -236,6 +240,61 @@ def simplify_mesh(mesh: trimesh.Trimesh, target_faces: int) -> trimesh.Trimesh:
     return mesh.simplify_quadric_decimation(face_count=int(target_faces))
 
 
+REMESH_MODES = ("none", "triangle", "quad")
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Silence a C++ library's prints to the process's standard output (file descriptor 1)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def remesh(mesh: trimesh.Trimesh, mode: str, target_vertices: int) -> trimesh.Trimesh:
+    """Isotropic remeshing with Instant Meshes (``pynanoinstantmeshes``), as Stable Fast 3D offers.
+
+    Marching cubes gives long thin triangles aligned with the grid; Instant Meshes rebuilds the
+    surface from an orientation and position field with evenly sized, well-shaped faces.
+
+    Args:
+        mesh: the surface (faces wound outward).
+        mode: ``"triangle"`` (6-RoSy / 3-PoSy: near-equilateral triangles) or ``"quad"`` (4-RoSy /
+            4-PoSy: a pure quad mesh, each quad written as two triangles, the formats' common ground).
+        target_vertices: about how many vertices Instant Meshes aims for (``quad`` subdivides its
+            quad-dominant result once, so it ends with about four times as many).
+    Returns:
+        The remeshed surface, faces wound outward.
+    """
+    if mode not in REMESH_MODES or mode == "none":
+        raise ValueError(f"remesh mode must be 'triangle' or 'quad', got {mode!r}")
+    try:
+        import pynanoinstantmeshes
+    except ImportError as error:
+        raise MeshExtractionError("--remesh needs the pynanoinstantmeshes package: pip install pynanoinstantmeshes") from error
+    rosy, posy = (6, 3) if mode == "triangle" else (4, 4)
+    with _quiet_stdout():
+        vertices, faces = pynanoinstantmeshes.remesh(
+            np.ascontiguousarray(mesh.vertices, dtype=np.float32), np.ascontiguousarray(mesh.faces, dtype=np.uint32),
+            int(target_vertices), rosy=rosy, posy=posy, deterministic=True,
+        )
+    faces = np.asarray(faces, dtype=np.int64)
+    if faces.shape[1] == 4:  # quad (a, b, c, d) -> triangles (a, b, c), (a, c, d)
+        faces = np.concatenate([faces[:, [0, 1, 2]], faces[:, [0, 2, 3]]])
+    vertices = np.asarray(vertices, dtype=np.float64)
+    if len(faces) == 0:
+        raise MeshExtractionError(f"{mode} remeshing to {target_vertices} vertices gave an empty mesh; raise the target")
+    if _signed_volume(vertices, faces) < 0:
+        faces = faces[:, ::-1].copy()
+    return trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+
+
 def surface_density_threshold(renderer: Any) -> float:
     """The surface level of a renderer's field: its config's ``mesh_density_threshold``, else the default."""
     config = getattr(renderer, "config", None)
@@ -251,6 +310,7 @@ def extract_mesh(
     largest_component: bool = False,
     fill_cavities: bool = True,
     target_faces: int | None = None,
+    remesh_mode: str = "none",
     box_min: Sequence[float] | None = None,
     box_max: Sequence[float] | None = None,
     progress: bool = False,
@@ -267,7 +327,10 @@ def extract_mesh(
         largest_component: drop every connected component but the largest.
         fill_cavities: fill closed inner pockets first (:func:`fill_enclosed_cavities`), so that
             only surfaces reachable from outside remain.
-        target_faces: if set, simplify to about this many faces.
+        target_faces: if set, simplify to about this many faces (with ``remesh_mode``: remesh to
+            about ``target_faces / 2`` vertices instead).
+        remesh_mode: ``"none"``, or ``"triangle"`` / ``"quad"`` Instant Meshes remeshing (:func:`remesh`),
+            to the input's vertex count unless ``target_faces`` is given.
         box_min, box_max: the box the grid spans; default the renderer's box.
     Returns:
         ``trimesh.Trimesh`` with outward faces and RGBA vertex colours from the colour field.
@@ -288,7 +351,9 @@ def extract_mesh(
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
     if largest_component:
         mesh = keep_largest_component(mesh)
-    if target_faces is not None:
+    if remesh_mode != "none":
+        mesh = remesh(mesh, remesh_mode, target_faces // 2 if target_faces is not None else len(mesh.vertices))
+    elif target_faces is not None:
         mesh = simplify_mesh(mesh, target_faces)
     mesh.visual.vertex_colors = query_vertex_colors(renderer, triplanes, np.asarray(mesh.vertices), chunk_size)
     return mesh

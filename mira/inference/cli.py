@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     mesh.add_argument("--largest_component", action="store_true", help="keep only the largest connected part")
     mesh.add_argument("--mesh_target_faces", "--target_faces", dest="mesh_target_faces", type=int, default=None,
                       help="quadric simplification to about this many faces (fast_simplification)")
+    mesh.add_argument("--remesh", choices=("none", "triangle", "quad"), default=d.remesh,
+                      help="Instant Meshes remeshing: even triangles, or quads (written as triangle pairs); "
+                           "to --target_faces / 2 vertices if given")
     mesh.add_argument("--texture", action="store_true",
                       help="UV-unwrap (xatlas) and bake the colour into a texture: glb with a PBR base-colour "
                            "texture, obj + mtl + png (else vertex colours)")

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 import mira
 from mira.atomic import atomic_output, save_image_atomic, write_json_atomic
 from mira.devices import resolve_device
-from mira.export.mesh import FORMAT_FRAMES, MeshExtractionError, extract_mesh, mesh_companion_files, save_mesh
+from mira.export.mesh import FORMAT_FRAMES, REMESH_MODES, MeshExtractionError, extract_mesh, mesh_companion_files, save_mesh
 from mira.export.texture import DEFAULT_TEXTURE_SIZE, TextureBakeError, texture_mesh
 from mira.export.video import render_orbit_frames, write_video
 from mira.inference.checkpoint import load_model
@@ -78,6 +78,7 @@ class InferenceSettings:
     density_threshold: float | None = None  # None: the checkpoint's renderer.mesh_density_threshold
     largest_component: bool = False
     mesh_target_faces: int | None = None
+    remesh: str = "none"  # "triangle" / "quad": Instant Meshes remeshing (mira.export.mesh.remesh)
     texture: bool = False  # UV-unwrap and bake a base-colour texture (mira.export.texture)
     texture_size: int = DEFAULT_TEXTURE_SIZE
     extra_mesh_formats: tuple[str, ...] = ()  # more files of the same mesh (the web app: glb, obj, ply)
@@ -122,6 +123,7 @@ class InferenceSettings:
             (self.precision in PRECISIONS, f"--precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}"),
             (self.mesh_target_faces is None or self.mesh_target_faces >= 4,
              f"--mesh_target_faces must be at least 4, got {self.mesh_target_faces}"),
+            (self.remesh in REMESH_MODES, f"--remesh must be one of {REMESH_MODES}, got {self.remesh!r}"),
             (64 <= self.texture_size <= 8192, f"--texture_size must be in [64, 8192], got {self.texture_size}"),
             (all(f in ("ply", "obj", "glb") for f in self.extra_mesh_formats),
              f"extra mesh formats must be ply, obj or glb, got {self.extra_mesh_formats}"),
@@ -131,6 +133,8 @@ class InferenceSettings:
                 raise InferenceError(message)
         if self.mesh_target_faces is not None and importlib.util.find_spec("fast_simplification") is None:
             raise InferenceError("--mesh_target_faces needs the fast_simplification package: pip install fast_simplification")
+        if self.remesh != "none" and importlib.util.find_spec("pynanoinstantmeshes") is None:
+            raise InferenceError("--remesh needs the pynanoinstantmeshes package: pip install pynanoinstantmeshes")
         if self.texture and importlib.util.find_spec("xatlas") is None:
             raise InferenceError("--texture needs the xatlas package: pip install xatlas")
 
@@ -360,7 +364,8 @@ class InferencePipeline:
         with self._autocast():
             mesh = extract_mesh(
                 self.model.renderer, triplanes, resolution=s.mesh_resolution, density_threshold=s.density_threshold,
-                largest_component=s.largest_component, target_faces=s.mesh_target_faces, progress=s.progress,
+                largest_component=s.largest_component, target_faces=s.mesh_target_faces, remesh_mode=s.remesh,
+                progress=s.progress,
             )
             report: dict[str, Any] = {"vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)),
                                       "watertight": bool(mesh.is_watertight)}  # before seams are cut for UVs
