@@ -16,6 +16,8 @@ from mira.devices import DeviceUnavailableError
 from mira.inference.checkpoint import DEFAULT_CHECKPOINT
 from mira.inference.errors import InferenceError
 from mira.inference.pipeline import InferenceSettings
+from mira.inference.preprocess import DEFAULT_REMBG_MODEL
+from mira.inference.text_to_image import DEFAULT_TEXT_MODEL
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_frames", type=int, default=None, help="video frames (default: 120 on a GPU, 60 on the CPU)")
     p.add_argument("--render_size", type=int, default=None, help="video side, pixels (default: 256 GPU, 128 CPU)")
     p.add_argument("--texture_size", type=int, default=1024, help="side of baked textures, pixels")
+    p.add_argument("--text_model", default=DEFAULT_TEXT_MODEL,
+                   help="diffusers text-to-image hub id or local pipeline directory, for prompts")
+    p.add_argument("--rembg_model", default=DEFAULT_REMBG_MODEL, help="rembg model name or U2-Net style .onnx file")
     p.add_argument("--output_dir", default=None, help="where results are kept (default: a new temporary folder)")
     return p
 
@@ -47,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = InferenceSettings(
             checkpoint_path=args.checkpoint_path, config_path=args.config_path, inputs=["(web app)"],
             device=args.device, num_frames=args.num_frames, render_size=args.render_size,
-            texture_size=args.texture_size,
+            texture_size=args.texture_size, text_model=args.text_model, rembg_model=args.rembg_model,
         )
         runner = AppRunner(settings, args.output_dir)
         runner.load()
