@@ -397,6 +397,7 @@ class InferencePipeline:
             occupancy = OccupancyGrid.from_field(self.model.renderer, triplanes) if s.skip_empty_space else None
             frames = render_orbit_frames(
                 self.model.renderer, triplanes, s.num_frames, s.render_size, s.elevation, distance, intrinsics,
+                start_azimuth_deg=self.config.data.source_camera_azimuth_deg,  # the input view first
                 progress=s.progress, occupancy=occupancy,
             )
         file_name = f"video.{s.video_format}"

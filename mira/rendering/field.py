@@ -9,12 +9,17 @@ from torch import Tensor, nn
 
 # E[silu(x)^2] for x ~ N(0, 1) is 0.355: this gain keeps a unit signal's scale through each SiLU layer.
 SILU_GAIN = 0.355 ** -0.5
+# E[relu(x)^2] = 1/2: He's gain.
+RELU_GAIN = 2.0 ** 0.5
+# renderer.field_activation -> (module, the gain that keeps a unit signal's scale through it).
+ACTIVATIONS = {"silu": (nn.SiLU, SILU_GAIN), "relu": (nn.ReLU, RELU_GAIN)}
 
 
 class TriplaneField(nn.Module):
     """MLP from aggregated triplane features to density and colour.
 
-    ``num_layers`` linear layers (SiLU between them): ``in -> hidden -> ... -> hidden -> 4``.
+    ``num_layers`` linear layers (SiLU, or ReLU with ``activation="relu"`` as OpenLRM, between them):
+    ``in -> hidden -> ... -> hidden -> 4``.
 
     Initialisation keeps the signal's scale from layer to layer (hidden weights ~ N(0, gain^2 / fan_in)
     with the SiLU gain, output weights ~ N(0, 1 / fan_in), zero biases). PyTorch's default
@@ -35,8 +40,12 @@ class TriplaneField(nn.Module):
         num_layers: int,
         density_bias: float = -1.0,
         color_widening: float = 0.001,
+        activation: str = "silu",
     ) -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"mira/rendering/field.py: field_activation must be one of {sorted(ACTIVATIONS)}, got '{activation}'")
+        activation_class, self.gain = ACTIVATIONS[activation]
         if num_layers < 1 or hidden_dim < 1 or input_dim < 1:
             raise ValueError(
                 "mira/rendering/field.py: mlp_num_layers, mlp_hidden_dim and the triplane feature size must be "
@@ -49,7 +58,7 @@ class TriplaneField(nn.Module):
         for index, (dim_in, dim_out) in enumerate(zip(dims[:-1], dims[1:])):
             layers.append(nn.Linear(dim_in, dim_out))
             if index < num_layers - 1:
-                layers.append(nn.SiLU())
+                layers.append(activation_class())
         self.mlp = nn.Sequential(*layers)
         self.reset_parameters()
         self.density_bias = density_bias
@@ -59,7 +68,7 @@ class TriplaneField(nn.Module):
         """Scale-preserving initialisation (see the class docstring)."""
         linears = [layer for layer in self.mlp if isinstance(layer, nn.Linear)]
         for index, layer in enumerate(linears):
-            gain = 1.0 if index == len(linears) - 1 else SILU_GAIN
+            gain = 1.0 if index == len(linears) - 1 else self.gain
             nn.init.normal_(layer.weight, std=gain / layer.in_features**0.5)
             nn.init.zeros_(layer.bias)
 
@@ -68,9 +77,18 @@ class TriplaneField(nn.Module):
         """The last linear layer (row 0: density logit, rows 1..3: colour logits)."""
         return self.mlp[-1]
 
+    def forward_raw(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """Features (..., F) -> the density logit (..., 1) before :meth:`activate_density`, and colour
+        (..., 3) in [-w, 1 + w] (the "eg3d" ray marching averages logits before activating them)."""
+        raw = self.mlp(features)
+        rgb = torch.sigmoid(raw[..., 1:]) * (1.0 + 2.0 * self.color_widening) - self.color_widening
+        return raw[..., :1], rgb
+
+    def activate_density(self, logit: Tensor) -> Tensor:
+        """Density logit (...) -> density ``softplus(logit + density_bias)`` >= 0."""
+        return F.softplus(logit + self.density_bias)
+
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """Features (..., F) -> density (..., 1) >= 0 and colour (..., 3) in [-w, 1 + w]."""
-        raw = self.mlp(features)
-        density = F.softplus(raw[..., :1] + self.density_bias)
-        rgb = torch.sigmoid(raw[..., 1:]) * (1.0 + 2.0 * self.color_widening) - self.color_widening
-        return density, rgb
+        logit, rgb = self.forward_raw(features)
+        return self.activate_density(logit), rgb

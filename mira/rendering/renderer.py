@@ -8,6 +8,13 @@ from torch import Tensor, nn
 from mira.cameras import pixel_centers, rays_from_pixels
 from mira.config import RendererConfig
 from mira.rendering.compositing import composite
+from mira.rendering.eg3d_marching import (
+    EMPTY_LOGIT,
+    composite_intervals,
+    intersect_box_reciprocal,
+    linspace_samples,
+    smoothed_importance_samples,
+)
 from mira.rendering.field import TriplaneField
 from mira.rendering.occupancy import OccupancyGrid
 from mira.rendering.ray_sampler import (
@@ -33,6 +40,10 @@ class TriplaneRenderer(nn.Module):
 
     Outputs follow the device of the inputs; compositing runs in float32 (or float64 for
     float64 rays), so the renderer is safe under bf16/fp16 autocast.
+
+    ``ray_marching = "eg3d"`` replaces the sampling and compositing by EG3D's (OpenLRM's):
+    :mod:`mira.rendering.eg3d_marching`. ``plane_axes`` and ``field_activation`` choose the
+    triplane layout and the field MLP's activation.
     """
 
     def __init__(self, cfg: RendererConfig, triplane_dim: int) -> None:
@@ -57,7 +68,12 @@ class TriplaneRenderer(nn.Module):
             num_layers=cfg.mlp_num_layers,
             density_bias=cfg.density_bias,
             color_widening=cfg.color_sigmoid_widening,
+            activation=cfg.field_activation,
         )
+        self.plane_axes = cfg.plane_axes
+        self.ray_marching = cfg.ray_marching
+        if self.ray_marching == "eg3d" and (self.num_coarse_samples < 4 or self.num_fine_samples < 0):
+            raise ValueError("mira/rendering/renderer.py: ray_marching 'eg3d' needs rendering_samples_per_ray >= 4")
         # Derived from the config, so not saved with the weights.
         self.register_buffer("box_min", torch.tensor(cfg.box_min, dtype=torch.float32), persistent=False)
         self.register_buffer("box_max", torch.tensor(cfg.box_max, dtype=torch.float32), persistent=False)
@@ -71,8 +87,13 @@ class TriplaneRenderer(nn.Module):
             triplanes: (B, 3, C, R, R).
             points: (B, P, 3) world points.
         """
-        features = sample_triplane(triplanes, points, self.box_min, self.box_max, self.aggregation)
-        return self.field(features)
+        logit, rgb = self.point_logits(triplanes, points)
+        return self.field.activate_density(logit), rgb
+
+    def point_logits(self, triplanes: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
+        """Density logits (B, P, 1) (before the field's ``activate_density``) and colour (B, P, 3) at world points."""
+        features = sample_triplane(triplanes, points, self.box_min, self.box_max, self.aggregation, self.plane_axes)
+        return self.field.forward_raw(features)
 
     def query(self, triplanes: Tensor, points: Tensor) -> dict[str, Tensor]:
         """Density and colour at arbitrary world points (mesh extraction, analysis).
@@ -217,12 +238,45 @@ class TriplaneRenderer(nn.Module):
             )
         return background[:, None].to(self.background.device, torch.float32)
 
+    def _logits_along_rays(self, triplanes: Tensor, origins: Tensor, directions: Tensor, t: Tensor,
+                           occupancy: OccupancyGrid | None = None) -> tuple[Tensor, Tensor]:
+        """Density logits (B, n, S, 1) and colours (B, n, S, 3) at (B, n, S) samples; samples outside the
+        box (or, with ``occupancy``, outside its occupied cells) are empty: logit ``EMPTY_LOGIT``, colour 0."""
+        batch, rays, samples = t.shape
+        points = (origins.unsqueeze(-2) + t.unsqueeze(-1) * directions.unsqueeze(-2)).reshape(batch, rays * samples, 3)
+        inside = ((points >= self.box_min.to(points)) & (points <= self.box_max.to(points))).all(dim=-1)  # (B, P)
+        if occupancy is not None:
+            inside = inside & occupancy.contains(points[0])[None]
+        logits, rgb = self.point_logits(triplanes, points)
+        logits = torch.where(inside[..., None], logits, torch.full_like(logits, EMPTY_LOGIT))
+        rgb = torch.where(inside[..., None], rgb, torch.zeros_like(rgb))
+        return logits.reshape(batch, rays, samples, 1), rgb.reshape(batch, rays, samples, 3)
+
+    def _render_chunk_eg3d(self, triplanes: Tensor, origins: Tensor, directions: Tensor, background: Tensor,
+                           occupancy: OccupancyGrid | None = None) -> dict[str, Tensor]:
+        """``ray_marching = "eg3d"`` (:mod:`mira.rendering.eg3d_marching`): (B, n, 3) rays ->
+        {"rgb": (B, n, 3), "depth": (B, n, 1), "opacity": (B, n, 1)}."""
+        near, far, _ = intersect_box_reciprocal(origins, directions, self.box_min, self.box_max)
+        t = linspace_samples(near, far, self.num_coarse_samples, jitter=self.training)
+        logits, rgb = self._logits_along_rays(triplanes, origins, directions, t, occupancy)
+        activate = self.field.activate_density
+        if self.num_fine_samples > 0:
+            with torch.no_grad():
+                weights = composite_intervals(logits, rgb, t, background, activate)["weights"]
+            t_fine = smoothed_importance_samples(t, weights, self.num_fine_samples, deterministic=not self.training)
+            logits_fine, rgb_fine = self._logits_along_rays(triplanes, origins, directions, t_fine, occupancy)
+            t, (logits, rgb) = merge_samples(t, [logits, rgb], t_fine, [logits_fine, rgb_fine])
+        out = composite_intervals(logits, rgb, t, background, activate)
+        return {key: out[key] for key in OUTPUT_CHANNELS}
+
     def _render_chunk(self, triplanes: Tensor, origins: Tensor, directions: Tensor, background: Tensor,
                       occupancy: OccupancyGrid | None = None) -> dict[str, Tensor]:
         """Render (B, n, 3) rays over backgrounds (B, 1, 3) in one go:
         {"rgb": (B, n, 3), "depth": (B, n, 1), "opacity": (B, n, 1)}."""
         dtype = torch.promote_types(origins.dtype, torch.float32)
         origins, directions = origins.to(dtype), directions.to(dtype)
+        if self.ray_marching == "eg3d":
+            return self._render_chunk_eg3d(triplanes, origins, directions, background, occupancy)
         near, far, _ = intersect_box(origins, directions, self.box_min, self.box_max)
         t = stratified_samples(near, far, self.num_coarse_samples, jitter=self.training)
         density, rgb = self._field_along_rays(triplanes, origins, directions, t, occupancy)

@@ -4,6 +4,8 @@ Layout (SPEC): triplanes are ``(B, 3, C, R, R)``; plane 0 = XY, plane 1 = XZ, pl
 A world point ``p`` maps to ``q = 2 (p - box_min) / (box_max - box_min) - 1`` in ``[-1, 1]^3``;
 plane XY is sampled at grid ``(q_x, q_y)`` (grid x indexes the plane's last dim W, grid y its H
 dim), XZ at ``(q_x, q_z)``, YZ at ``(q_y, q_z)``; bilinear, ``align_corners=False``, zero padding.
+``plane_axes`` "xy_xz_zy" (``renderer.plane_axes``; OpenLRM / EG3D) reads the third plane
+transposed: grid ``(q_z, q_y)``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from torch import Tensor
 
 # For each plane, the two world axes (x=0, y=1, z=2) that become its grid (x, y).
 PLANE_AXES = ((0, 1), (0, 2), (1, 2))
+# renderer.plane_axes -> the axes of each plane.
+PLANE_AXES_BY_NAME = {"xy_xz_yz": PLANE_AXES, "xy_xz_zy": ((0, 1), (0, 2), (2, 1))}
 AGGREGATIONS = ("concat", "sum", "mean")
 
 
@@ -37,6 +41,7 @@ def sample_triplane(
     box_min: Tensor,
     box_max: Tensor,
     aggregation: str = "concat",
+    plane_axes: str = "xy_xz_yz",
 ) -> Tensor:
     """Bilinear features of world points from the three planes.
 
@@ -45,6 +50,7 @@ def sample_triplane(
         points: (B, P, 3) world points.
         box_min, box_max: (3,) the box the triplane spans.
         aggregation: "concat" (plane order XY, XZ, YZ), "sum" or "mean".
+        plane_axes: "xy_xz_yz" or "xy_xz_zy" (:data:`PLANE_AXES_BY_NAME`).
     Returns:
         (B, P, 3C) for "concat", else (B, P, C). Points outside the box read zeros.
     """
@@ -58,7 +64,9 @@ def sample_triplane(
     num_points = points.shape[1]
     dtype = torch.promote_types(triplanes.dtype, points.dtype)
     q = normalize_points(points.to(dtype), box_min, box_max)
-    grid = torch.stack([q[..., list(axes)] for axes in PLANE_AXES], dim=1)  # (B, 3, P, 2)
+    if plane_axes not in PLANE_AXES_BY_NAME:
+        raise ValueError(f"mira/rendering/triplane.py: plane_axes must be one of {sorted(PLANE_AXES_BY_NAME)}, got '{plane_axes}'")
+    grid = torch.stack([q[..., list(axes)] for axes in PLANE_AXES_BY_NAME[plane_axes]], dim=1)  # (B, 3, P, 2)
     grid = grid.reshape(batch * 3, 1, num_points, 2)
     planes = triplanes.to(dtype).reshape(batch * 3, channels, height, width)
     features = F.grid_sample(planes, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
