@@ -131,8 +131,8 @@ class AppRunner:
             self.pipeline.settings = self.settings_for(request)
             self.pipeline.load()
             self._count += 1
-            name = request.image_name or request.prompt or "input"
-            item = WorkItem(source=self.pipeline.settings.inputs[0], name=f"{self._count:04d}_{slugify(Path(name).stem)}")
+            name = Path(request.image_name).stem if request.image_name else (request.prompt or "input")
+            item = WorkItem(source=self.pipeline.settings.inputs[0], name=f"{self._count:04d}_{slugify(name)}")
             self.pipeline.settings = dataclasses.replace(self.pipeline.settings, output_path=str(self.output_dir))
 
             def stage_started(stage: str) -> None:

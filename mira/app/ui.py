@@ -8,12 +8,15 @@ Element ids (``elem_id``) the browser test relies on: ``image_upload``, ``prompt
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from mira.app.runner import USER_ERRORS, AppRequest, AppRunner
 from mira.inference.errors import InferenceError
+
+log = logging.getLogger(__name__)
 
 TITLE = "MIRA: one image (or a prompt) to a 3D model"
 INTRO = (
@@ -54,6 +57,10 @@ def build_app(runner: AppRunner, default_foreground_ratio: float = 0.85, default
             result = runner.run(request, on_stage=lambda fraction, text: progress(fraction, desc=text))
         except USER_ERRORS as error:
             return (f"**Error:** {error}", *nothing)
+        except Exception as error:  # a bug, not the user's input: the traceback goes to the server log only
+            log.exception("request failed")
+            return (f"**Error:** the reconstruction failed unexpectedly ({type(error).__name__}); "
+                    "the server log has the details.", *nothing)
         progress(1.0, desc="done")
         files = (str(result.input_image), str(result.glb), str(result.video), str(result.glb), str(result.obj),
                  str(result.ply))
