@@ -172,7 +172,7 @@ def test_upload_an_example_and_get_a_model_and_a_playing_video(server, browser, 
     _open(browser, server)
     browser.find_element(By.CSS_SELECTOR, "#image_upload input[type=file]").send_keys(str(EXAMPLE))
     WebDriverWait(browser, 30).until(lambda d: EXAMPLE.name[:12] in d.find_element(By.ID, "image_upload").text)
-    _set_number(browser, "mesh_resolution", "48")
+    _set_number(browser, "mesh_resolution", "32")
     browser.find_element(By.CSS_SELECTOR, "#texture input[type=checkbox]").click()
     status = _generate_and_wait(browser)
     assert status.startswith("Done"), status
