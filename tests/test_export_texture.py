@@ -227,3 +227,19 @@ def test_empty_mesh_cannot_be_unwrapped():
 
     with pytest.raises(TextureBakeError, match="empty"):
         unwrap_uv(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
+
+
+def test_glb_normals_are_unit_even_for_degenerate_and_unused_vertices(tmp_path):
+    """glTF requires unit NORMALs (the Khronos validator flags zero ones, which remeshed / sliver
+    vertices have): such vertices get a unit normal, the others keep theirs."""
+    mesh = trimesh.creation.icosphere(subdivisions=1)
+    vertices = np.concatenate([mesh.vertices, [[0.0, 0.0, 2.0], [5.0, 5.0, 5.0]]])  # one sliver apex, one unused
+    n = len(mesh.vertices)
+    faces = np.concatenate([mesh.faces, [[n, n, n]]])  # a zero-area face
+    broken = trimesh.Trimesh(vertices, faces, process=False)
+    broken.visual.vertex_colors = np.full((len(vertices), 4), 200, dtype=np.uint8)
+    content = read_glb(save_mesh(broken, tmp_path / "mesh.glb"))
+    normals = content.accessor(content.tree["meshes"][0]["primitives"][0]["attributes"]["NORMAL"])
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-6)
+    expected = mesh.vertex_normals @ MIRA_TO_Y_UP[:3, :3].T
+    np.testing.assert_allclose(normals[:n], expected, atol=1e-6)

@@ -292,7 +292,9 @@ def remesh(mesh: trimesh.Trimesh, mode: str, target_vertices: int) -> trimesh.Tr
         raise MeshExtractionError(f"{mode} remeshing to {target_vertices} vertices gave an empty mesh; raise the target")
     if _signed_volume(vertices, faces) < 0:
         faces = faces[:, ::-1].copy()
-    return trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+    remeshed = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+    remeshed.remove_unreferenced_vertices()
+    return remeshed
 
 
 def surface_density_threshold(renderer: Any) -> float:
@@ -431,11 +433,21 @@ def save_mesh(mesh: trimesh.Trimesh, path: str | Path) -> Path:
     return path
 
 
+def unit_vertex_normals(mesh: trimesh.Trimesh) -> np.ndarray:
+    """(V, 3) unit vertex normals, as glTF requires: a vertex whose normal is zero (only on
+    zero-area faces, or on none) gets +Z, which no visible shading depends on."""
+    normals = np.asarray(mesh.vertex_normals, dtype=np.float64).copy()
+    length = np.linalg.norm(normals, axis=1)
+    bad = ~np.isfinite(length) | (length < 1e-8)
+    normals[bad] = (0.0, 0.0, 1.0)
+    return normals / np.linalg.norm(normals, axis=1, keepdims=True)
+
+
 def glb_file_bytes(mesh: trimesh.Trimesh) -> bytes:
     """The GLB file of ``mesh`` (MIRA world) in glTF's frame, textured or with linear vertex colours."""
     rotation = MIRA_TO_Y_UP[:3, :3]
     vertices = np.asarray(mesh.vertices, dtype=np.float64) @ rotation.T
-    normals = np.asarray(mesh.vertex_normals, dtype=np.float64) @ rotation.T
+    normals = unit_vertex_normals(mesh) @ rotation.T
     if has_texture(mesh):
         return glb_bytes(vertices, mesh.faces, normals, uv=np.asarray(mesh.visual.uv),
                          texture_png=png_bytes(texture_image(mesh)))
