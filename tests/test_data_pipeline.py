@@ -170,3 +170,14 @@ def test_index_only_and_config_update(tmp_path):
     dataset = MultiViewDataset(config, split="train")
     views = dataset.view_index(dataset[0]["object_id"])
     assert views.c2w[:, :3, 3].norm(dim=-1).tolist() == pytest.approx([2.5 * 1.6] * 3, rel=1e-4)  # zero123 world scale
+
+
+def test_normalisation_reaches_the_render_script(tmp_path):
+    """load_input_data.py --normalisation box is passed to dataset_rendering.py; the default is the sphere."""
+    from mira.data.cli import build_parser, make_settings
+
+    job = RenderJob("object_0", tmp_path / "x.glb")
+    for flags, expected in (([], "sphere"), (["--normalisation", "box"], "box")):
+        args = build_parser().parse_args(["--synthetic", "1", "--output_dir", str(tmp_path), *flags])
+        script_args = make_settings(args)[0].script_args(job, tmp_path)
+        assert script_args[script_args.index("--normalisation") + 1] == expected

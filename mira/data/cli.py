@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--elevation_max", type=float, default=defaults.elevation_max)
     render.add_argument("--only_northern_hemisphere", action="store_true")
     render.add_argument("--random_lighting", action="store_true")
+    render.add_argument("--normalisation", default=defaults.normalisation, choices=["sphere", "box"],
+                        help="sphere: bounding sphere of radius 0.9 (default); box: largest side 1.6 (older datasets)")
     render.add_argument("--denoise", action="store_true")
     render.add_argument("--save_depth", action="store_true")
     render.add_argument("--save_normal", action="store_true")

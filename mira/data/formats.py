@@ -3,7 +3,8 @@
 Three layouts are recognised (:func:`detect_format`):
 
 * ``"mira"``: our renders (``blender_scripts/dataset_rendering.py``): ``transforms.json`` +
-  ``metadata.json`` (+ ``mesh.ply``). World already normalised (object inside [-0.8, 0.8]^3).
+  ``metadata.json`` (+ ``mesh.ply``). World already normalised (``dataset_rendering.py --normalisation``:
+  bounding sphere of radius 0.9 by default, or inside [-0.8, 0.8]^3).
 * ``"transforms"``: NeRF-synthetic (``transforms_{train,val,test}.json`` with ``camera_angle_x``)
   or nerfstudio (``transforms.json`` with ``fl_x, fl_y, cx, cy, w, h``, optionally per frame).
   ``transform_matrix`` is camera-to-world with OpenGL camera axes.
@@ -35,7 +36,9 @@ from mira.cameras import (ZERO123_FOV_DEG, c2w_to_w2c, intrinsics_from_fov, norm
                           opengl_to_opencv, to_homogeneous, w2c_to_c2w)
 from mira.data.images import ImageLoadError, image_size
 
-# Largest side of the object's bounding box in our renders (world units): [-0.8, 0.8]^3.
+# Largest side of the object's bounding box in renders made with ``--normalisation box`` (world units):
+# [-0.8, 0.8]^3. The default ``sphere`` normalisation puts objects in a bounding sphere of radius 0.9
+# instead; the zero123 scale below keeps the box convention (a largest side of 1 becomes 1.6).
 RENDER_BOX_SIZE = 1.6
 # zero123 / Objaverse views_release objects have a largest side of 1 (inside [-0.5, 0.5]^3).
 ZERO123_OBJECT_SIZE = 1.0

@@ -54,6 +54,7 @@ class RenderSettings:
     elevation_max: float = 90.0
     only_northern_hemisphere: bool = False
     random_lighting: bool = False
+    normalisation: str = "sphere"  # "sphere" (bounding sphere of radius 0.9) or "box" (largest side 1.6)
     denoise: bool = False
     save_depth: bool = False
     save_normal: bool = False
@@ -71,6 +72,7 @@ class RenderSettings:
             "--camera_dist_min", str(self.camera_dist_min), "--camera_dist_max", str(self.camera_dist_max),
             "--elevation_min", str(self.elevation_min), "--elevation_max", str(self.elevation_max),
             "--seed", str(object_seed(self.seed, job.object_id)), "--threads", str(self.threads),
+            "--normalisation", self.normalisation,
         ]
         flags = {"--only_northern_hemisphere": self.only_northern_hemisphere, "--random_lighting": self.random_lighting,
                  "--denoise": self.denoise, "--save_depth": self.save_depth, "--save_normal": self.save_normal,
