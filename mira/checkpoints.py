@@ -64,7 +64,7 @@ TRAINING_ONLY_MODEL_KEYS = ("encoder_model_id", "encoder_config", "encoder_train
 # Renderer keys that define the field the weights encode (the rest are sampling settings).
 FIELD_RENDERER_KEYS = (
     "box_min", "box_max", "background_color", "triplane_aggregation", "mlp_hidden_dim", "mlp_num_layers",
-    "density_bias", "color_sigmoid_widening", "mesh_density_threshold", "plane_axes", "field_activation", "ray_marching",
+    "density_bias", "color_sigmoid_widening", "mesh_density_threshold", "mesh_grid_resolution", "plane_axes", "field_activation", "ray_marching",
 )
 # Data keys that belong to the weights: the source-view contract the model was trained with.
 CONTRACT_DATA_KEYS = ("source_camera_azimuth_deg", "source_model_focal", "source_distance_per_focal")

@@ -130,6 +130,9 @@ class RendererConfig:
     # Density level of the surface for meshes (marching cubes), in the field's density units: a
     # property of a trained field, so checkpoints carry it (test.py / mira.evaluate --density_threshold override).
     mesh_density_threshold: float = 10.0
+    # Grid points per axis of test.py's meshes on a GPU when --mesh_resolution is not given (0: test.py's
+    # default, 256); converted OpenLRM checkpoints carry OpenLRM's 384. The CPU default (128) stays.
+    mesh_grid_resolution: int = 0
 
 
 @dataclass
@@ -340,6 +343,8 @@ class MiraConfig:
             fail("plane_axes", f"must be one of {PLANE_AXES_CHOICES}, got '{r.plane_axes}'")
         if r.field_activation not in FIELD_ACTIVATIONS:
             fail("field_activation", f"must be one of {FIELD_ACTIVATIONS}, got '{r.field_activation}'")
+        if r.mesh_grid_resolution != 0 and r.mesh_grid_resolution < 8:
+            fail("mesh_grid_resolution", f"must be 0 (test.py's default) or at least 8, got {r.mesh_grid_resolution}")
         if r.ray_marching not in RAY_MARCHING_SCHEMES:
             fail("ray_marching", f"must be one of {RAY_MARCHING_SCHEMES}, got '{r.ray_marching}'")
         if m.triplane_res != 2 * m.triplane_feat_res:

@@ -249,6 +249,7 @@ def test_fine_tuning_a_converted_checkpoint_lowers_the_loss(converted, tmp_path)
     result = trainer.fit()
     losses = np.array(result.losses)
     assert np.isfinite(losses).all() and losses[-3:].mean() < 0.8 * losses[:3].mean(), losses
+    print(f"fine-tuning loss (mean of 3 steps) {losses[:3].mean():.4f} -> {losses[-3:].mean():.4f}")
 
 
 def test_evaluate_runs_on_a_converted_checkpoint(converted, tmp_path):
@@ -261,3 +262,20 @@ def test_evaluate_runs_on_a_converted_checkpoint(converted, tmp_path):
                     "--geometry_samples", "500", "--density_threshold", "0.3", "--quiet"])
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert summary is not None and metrics
+
+
+def test_the_checkpoints_mesh_grid_is_test_pys_gpu_default(converted):
+    """OpenLRM's 384^3 mesh grid comes with the checkpoint: the GPU default unless --mesh_resolution is given;
+    the CPU keeps its 128."""
+    from mira.inference import pipeline as module
+
+    config = load_model(str(converted)).config
+    assert config.renderer.mesh_grid_resolution == 384
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")
+    assert module.checkpoint_mesh_resolution(False, config, gpu) == 384
+    assert module.checkpoint_mesh_resolution(True, config, gpu) is None  # the flag wins
+    assert module.checkpoint_mesh_resolution(False, config, cpu) is None
+    runner = module.InferencePipeline(module.InferenceSettings(checkpoint_path=str(converted), inputs=["unused.png"],
+                                                               device="cpu"))
+    runner.load()
+    assert runner.settings.mesh_resolution == module.CPU_DEFAULTS["mesh_resolution"]

@@ -155,6 +155,13 @@ def fill_device_defaults(settings: InferenceSettings, device: torch.device) -> I
     return dataclasses.replace(settings, **unset)
 
 
+def checkpoint_mesh_resolution(given: bool, config: mira.MiraConfig, device: torch.device) -> int | None:
+    """The checkpoint's mesh grid (``renderer.mesh_grid_resolution``, OpenLRM's 384) when it replaces the
+    default: on a GPU, when ``--mesh_resolution`` was not given and the checkpoint sets one; else None."""
+    grid = config.renderer.mesh_grid_resolution
+    return grid if grid > 0 and not given and device.type == "cuda" else None
+
+
 @dataclass
 class WorkItem:
     """One input: an image path or a prompt, and the name of its output folder."""
@@ -246,6 +253,7 @@ class InferencePipeline:
         settings.validate()
         self.device = resolve_device(settings.device)
         self.settings = fill_device_defaults(settings, self.device)
+        self._mesh_resolution_given = settings.mesh_resolution is not None
         self.load_seconds = 0.0
         self.model = None
         self._remover: BackgroundRemover | None = None
@@ -259,6 +267,9 @@ class InferencePipeline:
             with timer.stage("load_model"):
                 self.model = load_model(self.settings.checkpoint_path, self.settings.config_path, self.device)
             self.load_seconds = timer.seconds["load_model"]
+            grid = checkpoint_mesh_resolution(self._mesh_resolution_given, self.model.config, self.device)
+            if grid is not None:
+                self.settings = dataclasses.replace(self.settings, mesh_resolution=grid)
             log.info("loaded %s on %s in %.1f s", self.settings.checkpoint_path, self.device, self.load_seconds)
 
     @property

@@ -196,7 +196,7 @@ def openlrm_to_mira_config(values: Mapping[str, Any], state: Mapping[str, Tensor
         "box_min": [-1.0, -1.0, -1.0], "box_max": [1.0, 1.0, 1.0], "background_color": [1.0, 1.0, 1.0],
         "triplane_aggregation": "concat", "plane_axes": "xy_xz_zy", "mlp_hidden_dim": 64, "mlp_num_layers": 4,
         "field_activation": "relu", "ray_marching": "eg3d", "density_bias": -1.0, "color_sigmoid_widening": 0.001,
-        "mesh_density_threshold": OPENLRM_MESH_THRESHOLD,
+        "mesh_density_threshold": OPENLRM_MESH_THRESHOLD, "mesh_grid_resolution": OPENLRM_MESH_RESOLUTION,
     }
     data = {
         "source_camera_azimuth_deg": -90.0, "source_model_focal": OPENLRM_SOURCE_FOCAL,
