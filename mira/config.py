@@ -206,7 +206,8 @@ class TrainConfig:
     model_save_path: str = "checkpoints"
     # How a run starts: "auto" resumes from the latest checkpoint in model_save_path
     # if there is one; "none" starts fresh; a path to a checkpoint-*.pt file resumes
-    # from it; any other value is a save_pretrained directory or hub id whose weights
+    # from it; any other value (train_ddp.py --init_from) is a checkpoint mira.checkpoints reads
+    # (MIRA or OpenLRM folder, hub id) whose weights, architecture and source-view contract
     # initialise the model (fresh optimiser, step 0).
     model_preloading_strategy: str = "auto"
     seed: int = 42

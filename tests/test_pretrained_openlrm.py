@@ -95,6 +95,10 @@ def test_convert_writes_a_self_contained_mira_folder(converted):
     with torch.no_grad():
         tokens = model.encoder(run.tensor("image"))
     torch.testing.assert_close(tokens, run.tensor("encoder_tokens"), atol=1e-5, rtol=0)
+    # from_pretrained also takes an OpenLRM folder of a published size (converted on the fly); a test-size
+    # one needs its source size, and says how to give it.
+    with pytest.raises(CheckpointConfigMismatchError, match="mira.convert SRC OUT --source_size"):
+        MIRA.from_pretrained(CHECKPOINT)
 
 
 def test_licence_notice_is_printed_once(tmp_path, capsys, monkeypatch):
@@ -279,3 +283,28 @@ def test_the_checkpoints_mesh_grid_is_test_pys_gpu_default(converted):
                                                                device="cpu"))
     runner.load()
     assert runner.settings.mesh_resolution == module.CPU_DEFAULTS["mesh_resolution"]
+
+
+def test_published_configs_become_the_documented_mira_configs():
+    """openlrm-*-small-1.1's config.json and weight shapes (meta tensors: no memory) -> the MIRA config of
+    docs/PRETRAINED.md; a published encoder name whose weights have another shape is refused."""
+    from mira.pretrained.openlrm import openlrm_to_mira_config
+
+    values = dict(camera_embed_dim=1024, rendering_samples_per_ray=96, transformer_dim=512, transformer_layers=12,
+                  transformer_heads=8, triplane_low_res=32, triplane_high_res=64, triplane_dim=32, encoder_type="dinov2",
+                  encoder_model_name="dinov2_vits14_reg", encoder_feat_dim=384, encoder_freeze=False)
+    width = 384
+    state = {"encoder.model.cls_token": (1, 1, width), "encoder.model.pos_embed": (1, 1 + 37 * 37, width),
+             "encoder.model.register_tokens": (1, 4, width), "encoder.model.patch_embed.proj.weight": (width, 3, 14, 14)}
+    state.update({f"encoder.model.blocks.{i}.mlp.fc1.weight": (4 * width, width) for i in range(12)})
+    state = {key: torch.empty(shape, device="meta") for key, shape in state.items()}
+    config = openlrm_to_mira_config(values, state, source="openlrm-mix-small-1.1")
+    model, renderer = config.model, config.renderer
+    assert (model.source_size, model.decoder_hidden_dim, model.num_layers, model.num_heads, model.triplane_dim) == (
+        224, 512, 12, 8, 32)
+    assert model.encoder_config["num_attention_heads"] == 6 and model.encoder_config["image_size"] == 518
+    assert (renderer.rendering_samples_per_ray, renderer.importance_samples_per_ray) == (48, 48)
+    assert renderer.mesh_density_threshold == 3.0 and renderer.mesh_grid_resolution == 384
+    assert config.data.source_model_focal == 0.75 and config.data.source_distance_per_focal * 0.75 == pytest.approx(2.0)
+    with pytest.raises(OpenLRMConversionError, match="does not match the weights"):
+        openlrm_to_mira_config({**values, "encoder_model_name": "dinov2_vitb14_reg"}, state)

@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from mira.atomic import default_directory_mode, default_file_mode
-from mira.checkpoints import CHECKPOINT_FILES, CONFIG_NAME, WEIGHTS_NAME, download_checkpoint
+from mira.checkpoints import CHECKPOINT_FILES, CONFIG_NAME, WEIGHTS_NAME, checkpoint_format, download_checkpoint
 from mira.config import MiraConfig
 from mira.errors import WeightsNotFoundError
 from mira.models.camera_embedder import CameraEmbedder
@@ -200,7 +200,8 @@ class MIRA(nn.Module):
         revision: str | None = None,
         cache_dir: str | Path | None = None,
     ) -> "MIRA":
-        """Load a checkpoint written by :meth:`save_pretrained`, from a directory or the hub.
+        """Load a checkpoint written by :meth:`save_pretrained` (or an OpenLRM checkpoint folder, converted
+        by :mod:`mira.checkpoints`), from a directory or the hub.
 
         Args:
             dir_or_hub_id: a local directory, or a Hugging Face hub repo id (downloaded with
@@ -215,6 +216,10 @@ class MIRA(nn.Module):
             CheckpointMismatchError: the weights do not match the config.
         """
         directory = resolve_checkpoint_dir(dir_or_hub_id, revision=revision, cache_dir=cache_dir)
+        if checkpoint_format(directory) == "openlrm":  # converted on the fly (mira.pretrained.openlrm)
+            from mira.checkpoints import load_model
+
+            return load_model(str(directory), device=map_location)
         config = MiraConfig.from_json(directory / CONFIG_NAME)
         model = cls(config)
         state = load_file(str(directory / WEIGHTS_NAME), device=str(map_location))

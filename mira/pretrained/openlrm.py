@@ -172,7 +172,8 @@ def openlrm_to_mira_config(values: Mapping[str, Any], state: Mapping[str, Tensor
         if (width, layers) not in OPENLRM_SOURCE_SIZES:
             raise OpenLRMConversionError(
                 f"{source}: transformer_dim {width} x {layers} layers is no published OpenLRM size "
-                f"{sorted(OPENLRM_SOURCE_SIZES)}; pass the source image size it was trained with (--source_size)")
+                f"{sorted(OPENLRM_SOURCE_SIZES)}; give the source image size it was trained with: `python -m mira.convert SRC OUT --source_size N` "
+                "(then use OUT)")
         source_size = OPENLRM_SOURCE_SIZES[(width, layers)]
     encoder = encoder_config_from_weights(state, str(values["encoder_model_name"]), source, encoder_num_heads)
     if encoder["hidden_size"] != values["encoder_feat_dim"]:
