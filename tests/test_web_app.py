@@ -250,3 +250,58 @@ def test_no_input_asks_for_one(server, browser):
     _open(browser, server)
     status = _generate_and_wait(browser)
     assert status == "Error: Upload an image or type a prompt first.", status
+
+
+def test_the_viewer_shows_the_input_view_upright(browser, tmp_path, artifacts):
+    """The app's viewer (mira.app.ui.model_viewer) on a GLB of a ball painted by MIRA's axes: the input
+    view's side (+X, red) faces the camera, image right (+Y, blue) is on the right, up (+Z, green) on top."""
+    import torch
+
+    from helpers_inference import AnalyticField
+    from mira.app.ui import import_gradio, model_viewer
+    from mira.export.mesh import extract_mesh, save_mesh
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def paint(points):
+        colours = torch.full_like(points, 0.8)
+        colours[points[:, 0] > 0.25] = torch.tensor([0.9, 0.1, 0.1], dtype=points.dtype)
+        colours[points[:, 1] > 0.25] = torch.tensor([0.1, 0.1, 0.9], dtype=points.dtype)
+        colours[points[:, 2] > 0.25] = torch.tensor([0.1, 0.8, 0.1], dtype=points.dtype)
+        return colours
+
+    ball = AnalyticField(lambda p: (100 * (0.5 - p.norm(dim=-1))).clamp_min(0), paint)
+    glb = save_mesh(extract_mesh(ball, torch.zeros(1, 3, 1, 2, 2), resolution=32, density_threshold=5.0),
+                    tmp_path / "axes.glb")
+    gr = import_gradio()
+    with gr.Blocks() as page:
+        model_viewer(gr, value=str(glb), elem_id="viewer")
+    port = _free_port()
+    page.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, allowed_paths=[str(tmp_path)])
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        canvas = WebDriverWait(browser, 30).until(lambda d: d.find_element(By.CSS_SELECTOR, "#viewer canvas"))
+
+        def ball_pixels():
+            image = np.asarray(Image.open(io.BytesIO(canvas.screenshot_as_png)).convert("RGB")).astype(int)
+            drawn = np.abs(image - 255).sum(axis=-1) > 30
+            drawn[:40] = False  # the block's label and buttons sit over the canvas's top
+            saturated = image.max(axis=-1) - image.min(axis=-1) > 80
+            return (image, drawn) if saturated.sum() > 500 else None
+
+        image, drawn = WebDriverWait(browser, 30).until(lambda d: ball_pixels())
+        from scipy.ndimage import label
+
+        parts, count = label(drawn)  # the ball is the largest blob (the canvas's border lines are thin)
+        ball_part = 1 + np.argmax(np.bincount(parts.ravel())[1:])
+        rows, cols = np.nonzero(parts == ball_part)
+        top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()
+        centre = image[(top + bottom) // 2, (left + right) // 2]
+        upper = image[top + (bottom - top) // 12, (left + right) // 2]
+        right_side = image[(top + bottom) // 2, right - (right - left) // 12]
+        Image.fromarray(image.astype(np.uint8)).save(artifacts / "web_app_viewer_axes.png")
+        assert centre[0] > 150 and centre[1] < 100 and centre[2] < 100, ("front is not red", centre)
+        assert upper[1] > 150 and upper[0] < 120, ("top is not green", upper)
+        assert right_side[2] > 150 and right_side[0] < 120, ("right is not blue", right_side)
+    finally:
+        page.close()

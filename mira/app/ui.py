@@ -39,6 +39,12 @@ def import_gradio() -> Any:
         raise InferenceError("the web app needs gradio: pip install gradio") from error
 
 
+def model_viewer(gr: Any, **kwargs: Any) -> Any:
+    """The app's 3D viewer: a ``gr.Model3D`` whose first view is glTF's front (the input view, image
+    right on the right, +Y up), from slightly above, on white."""
+    return gr.Model3D(camera_position=VIEWER_CAMERA, height=420, clear_color=(1.0, 1.0, 1.0, 1.0), **kwargs)
+
+
 def build_app(runner: AppRunner, default_foreground_ratio: float = 0.85, default_mesh_resolution: int = 128) -> Any:
     """The Gradio Blocks of the app, bound to ``runner``."""
     gr = import_gradio()
@@ -86,8 +92,7 @@ def build_app(runner: AppRunner, default_foreground_ratio: float = 0.85, default
                 processed = gr.Image(label="Processed input", type="filepath", interactive=False,
                                      elem_id="processed_input")
             with gr.Column(scale=2):
-                viewer = gr.Model3D(label="3D model (GLB)", camera_position=VIEWER_CAMERA, height=420,
-                                    clear_color=(1.0, 1.0, 1.0, 1.0), elem_id="viewer")
+                viewer = model_viewer(gr, label="3D model (GLB)", elem_id="viewer")
                 video = gr.Video(label="Orbit video", autoplay=True, loop=True, interactive=False, height=320, elem_id="video")
                 with gr.Row():
                     download_glb = gr.DownloadButton("Download GLB", elem_id="download_glb")
