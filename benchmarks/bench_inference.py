@@ -6,6 +6,7 @@ Random weights (timing does not depend on them): the DINOv2 encoder is built fro
     python benchmarks/bench_inference.py --device cuda                 # configs/mira-base.json
     python benchmarks/bench_inference.py --device cuda --precision bf16
     python benchmarks/bench_inference.py --quick                       # tiny config on the CPU (smoke test)
+    python benchmarks/bench_inference.py --device cuda --openlrm base  # OpenLRM v1.1 base as converted (docs/PRETRAINED.md)
 
 Stages (each after warm-up, CUDA-synchronised; peak GPU memory per stage):
 
@@ -97,6 +98,10 @@ class Recorder:
 
 def benchmark_config(args: argparse.Namespace) -> MiraConfig:
     """The config to time, with a random DINOv2 of the right architecture."""
+    if args.openlrm:
+        from mira.pretrained.openlrm import published_openlrm_config
+
+        return published_openlrm_config(args.openlrm)
     cfg = load_config(args.config)
     if cfg.model.encoder_config is None:
         from transformers import Dinov2Config
@@ -134,13 +139,14 @@ def run(args: argparse.Namespace) -> dict:
         model = MIRA(cfg).eval()
     parameters = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
-          f"config {args.config}, {parameters:.1f} M parameters, precision {args.precision}", flush=True)
+          f"config {args.config if not args.openlrm else 'openlrm-' + args.openlrm}, {parameters:.1f} M parameters, precision {args.precision}", flush=True)
 
     size = cfg.model.source_size
     images = torch.rand(1, 3, size, size, device=device)
-    focal = cfg.data.focal_length  # a photo framed like our renders: the canonical camera of that focal
+    # a photo framed like our renders: the canonical camera of that focal (a fixed-focal contract: its focal)
+    focal = cfg.data.source_model_focal or cfg.data.focal_length
     distance = cfg.data.source_distance_per_focal * focal
-    c2w = canonical_source_c2w(torch.tensor([distance], device=device))
+    c2w = canonical_source_c2w(torch.tensor([distance], device=device), cfg.data.source_camera_azimuth_deg)
     intrinsics = torch.tensor([[focal, focal, 0.5, 0.5]], device=device)
 
     def reconstruct():
@@ -171,7 +177,7 @@ def run(args: argparse.Namespace) -> dict:
         frames = recorder.time(
             f"video: render {args.num_frames} x {args.render_size}^2",
             lambda: render_orbit_frames(model.renderer, triplanes, args.num_frames, args.render_size, 20.0,
-                                        distance, frame_intrinsics),
+                                        distance, frame_intrinsics, cfg.data.source_camera_azimuth_deg),
             1, 1 if args.warmup else 0,
             f"{cfg.renderer.rendering_samples_per_ray}+{cfg.renderer.importance_samples_per_ray} samples/ray, "
             f"ray chunk {cfg.renderer.ray_chunk_size}")
@@ -183,7 +189,8 @@ def run(args: argparse.Namespace) -> dict:
         recorder.add("process peak RSS (GiB)", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, None,
                      "whole run, CPU memory")
     print(recorder.table())
-    return {"device": str(device), "config": args.config, "precision": args.precision,
+    return {"device": str(device), "config": f"openlrm-{args.openlrm}" if args.openlrm else args.config,
+            "precision": args.precision,
             "parameters_m": parameters, "rows": recorder.rows}
 
 
@@ -221,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render_size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--openlrm", choices=("small", "base", "large"), default=None,
+                        help="time the converted OpenLRM v1.1 model of this size instead of --config")
     parser.add_argument("--quick", action="store_true", help="tiny config on the CPU, small sizes (smoke test)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)

@@ -308,3 +308,14 @@ def test_published_configs_become_the_documented_mira_configs():
     assert config.data.source_model_focal == 0.75 and config.data.source_distance_per_focal * 0.75 == pytest.approx(2.0)
     with pytest.raises(OpenLRMConversionError, match="does not match the weights"):
         openlrm_to_mira_config({**values, "encoder_model_name": "dinov2_vitb14_reg"}, state)
+
+
+@pytest.mark.parametrize("size, parameters", [("small", 111_354_084), ("base", 260_146_676), ("large", 452_039_700)])
+def test_published_sizes_have_the_documented_parameter_counts(size, parameters):
+    """OpenLRM's model-card sizes minus the folded LayerNorm affines (docs/PRETRAINED.md), built weightless."""
+    from mira.models import MIRA
+    from mira.pretrained.openlrm import published_openlrm_config
+
+    with torch.device("meta"):
+        model = MIRA(published_openlrm_config(size))
+    assert sum(p.numel() for p in model.parameters()) == parameters

@@ -79,6 +79,19 @@ OPENLRM_MESH_THRESHOLD = 3.0
 OPENLRM_MESH_RESOLUTION = 384
 
 
+# The ModelLRM kwargs of the published v1.1 checkpoints (README / model_card.md; obj- and mix- alike).
+PUBLISHED_SIZES = {
+    "small": dict(transformer_dim=512, transformer_layers=12, transformer_heads=8, triplane_dim=32,
+                  encoder_model_name="dinov2_vits14_reg", encoder_feat_dim=384, rendering_samples_per_ray=96),
+    "base": dict(transformer_dim=768, transformer_layers=12, transformer_heads=12, triplane_dim=48,
+                 encoder_model_name="dinov2_vitb14_reg", encoder_feat_dim=768, rendering_samples_per_ray=96),
+    "large": dict(transformer_dim=1024, transformer_layers=16, transformer_heads=16, triplane_dim=80,
+                  encoder_model_name="dinov2_vitb14_reg", encoder_feat_dim=768, rendering_samples_per_ray=128),
+}
+PUBLISHED_COMMON = dict(camera_embed_dim=1024, triplane_low_res=32, triplane_high_res=64, encoder_type="dinov2",
+                        encoder_freeze=False)
+
+
 class OpenLRMConversionError(ValueError):
     """An OpenLRM checkpoint cannot be converted: bad config, a tensor left over, missing or misshapen."""
 
@@ -204,6 +217,23 @@ def openlrm_to_mira_config(values: Mapping[str, Any], state: Mapping[str, Tensor
         "source_distance_per_focal": OPENLRM_SOURCE_DISTANCE / OPENLRM_SOURCE_FOCAL,
     }
     return MiraConfig.from_dict({"model": model, "renderer": renderer, "data": data}, source=f"{source} (converted)")
+
+
+def published_openlrm_config(size: str) -> MiraConfig:
+    """The MIRA config of a published OpenLRM v1.1 size ("small", "base", "large"), without weights
+    (benchmarks; what converting ``zxhezexin/openlrm-{obj,mix}-<size>-1.1`` gives)."""
+    if size not in PUBLISHED_SIZES:
+        raise ValueError(f"OpenLRM size must be one of {sorted(PUBLISHED_SIZES)}, got '{size}'")
+    values = {**PUBLISHED_COMMON, **PUBLISHED_SIZES[size]}
+    backbone = DINOV2_REGISTER_BACKBONES[values["encoder_model_name"]]
+    width, grid = backbone["hidden_size"], DINOV2_IMAGE_SIZE // DINOV2_PATCH_SIZE
+    shapes = {"encoder.model.cls_token": (1, 1, width), "encoder.model.pos_embed": (1, 1 + grid * grid, width),
+              "encoder.model.register_tokens": (1, DINOV2_NUM_REGISTERS, width),
+              "encoder.model.patch_embed.proj.weight": (width, 3, DINOV2_PATCH_SIZE, DINOV2_PATCH_SIZE)}
+    shapes.update({f"encoder.model.blocks.{i}.mlp.fc1.weight": (4 * width, width)
+                   for i in range(backbone["num_hidden_layers"])})
+    state = {name: torch.empty(shape, device="meta") for name, shape in shapes.items()}
+    return openlrm_to_mira_config(values, state, source=f"openlrm-{size}-1.1")
 
 
 # ---------------------------------------------------------------------- weights
