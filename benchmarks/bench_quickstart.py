@@ -1,0 +1,84 @@
+"""README command 1, timed: test.py's pipeline with the shipped model on the shipped example.
+
+Loads ``mira/weights/mira-demo`` once, then reconstructs ``docs/examples/<example>.png`` to a mesh
+and an orbit video ``--repeats`` times (after one warm-up) with the device's default output sizes
+(on the CPU: mesh 128^3 and 60 frames of 128^2), with and without empty-space skipping, and
+prints the seconds per stage (medians) as a table. The target for 2 CPU cores is 30 s per image.
+
+    python benchmarks/bench_quickstart.py                       # CPU, both video modes
+    python benchmarks/bench_quickstart.py --device cuda --repeats 5
+    python benchmarks/bench_quickstart.py --quick               # seconds: checks the script
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from mira.inference.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
+from mira.inference.pipeline import InferencePipeline, InferenceSettings, WorkItem  # noqa: E402
+
+EXAMPLE = REPO_ROOT / "docs" / "examples" / "procedural_000000000_blender.png"
+STAGES = ("preprocess", "reconstruct", "mesh", "video", "total")
+
+
+def time_pipeline(args: argparse.Namespace, skip_empty_space: bool, output: Path) -> dict[str, float]:
+    """Median seconds per stage of ``--repeats`` runs (after one warm-up), and the model load."""
+    sizes = {"mesh_resolution": 32, "num_frames": 4, "render_size": 32} if args.quick else {}
+    settings = InferenceSettings(
+        checkpoint_path=args.checkpoint, inputs=[str(args.input)], output_path=str(output), export_mesh=True,
+        export_video=True, device=args.device, progress=False, skip_empty_space=skip_empty_space, **sizes,
+    )
+    pipeline = InferencePipeline(settings)
+    pipeline.load()
+    item = WorkItem(str(args.input), "example")
+    runs = []
+    for _ in range(1 + args.repeats):
+        start = time.perf_counter()
+        folder = pipeline.process(item)
+        result = json.loads((folder / "result.json").read_text())
+        runs.append({**result["timings_s"], "wall": time.perf_counter() - start})
+    measured = runs[1:]
+    medians = {key: statistics.median(run[key] for run in measured) for key in (*STAGES, "wall")}
+    medians["load"] = pipeline.load_seconds
+    settings = pipeline.settings
+    medians["sizes"] = f"mesh {settings.mesh_resolution}^3, {settings.num_frames} x {settings.render_size}^2"
+    return medians
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    parser.add_argument("--input", type=Path, default=EXAMPLE)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="tiny outputs, one repeat (checks the script)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats = 1
+    threads = torch.get_num_threads()
+    rows = {}
+    with tempfile.TemporaryDirectory() as temp:
+        for skip in (True, False):
+            rows["skipping" if skip else "exhaustive"] = time_pipeline(args, skip, Path(temp) / str(skip))
+    print(f"\n{args.input.name} with {args.checkpoint} on {args.device} ({threads} threads), median of {args.repeats}")
+    print("| video mode | outputs | load | preprocess | reconstruct | mesh | video | total per image |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for name, row in rows.items():
+        print(f"| {name} | {row['sizes']} | {row['load']:.2f} | {row['preprocess']:.2f} | {row['reconstruct']:.2f} | "
+              f"{row['mesh']:.2f} | {row['video']:.2f} | **{row['total']:.2f}** |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
