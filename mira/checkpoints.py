@@ -72,6 +72,7 @@ CONTRACT_DATA_KEYS = ("source_camera_azimuth_deg", "source_model_focal", "source
 ENCODER_ARCHITECTURE_KEYS = (
     "hidden_size", "num_hidden_layers", "num_attention_heads", "mlp_ratio", "hidden_act", "layer_norm_eps",
     "image_size", "patch_size", "num_channels", "qkv_bias", "layerscale_value", "use_swiglu_ffn", "apply_layernorm",
+    "num_register_tokens",
 )
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -326,12 +327,11 @@ def _fill_encoder_config(config: MiraConfig, source: str) -> None:
     """
     if config.model.encoder_config is not None:
         return
-    from transformers import Dinov2Config
+    from mira.models.encoder import ENCODER_CLASSES, dinov2_config_dict
 
-    from mira.models.encoder import dinov2_config_dict
-
+    config_class = ENCODER_CLASSES[config.model.encoder_architecture][0]
     try:
-        config.model.encoder_config = dinov2_config_dict(Dinov2Config.from_pretrained(config.model.encoder_model_id))
+        config.model.encoder_config = dinov2_config_dict(config_class.from_pretrained(config.model.encoder_model_id))
     except (OSError, ValueError) as error:
         raise WeightsNotFoundError(
             f"{source}: the config has no encoder_config and the architecture of encoder_model_id "
