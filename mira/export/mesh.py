@@ -415,8 +415,8 @@ def save_mesh(mesh: trimesh.Trimesh, path: str | Path) -> Path:
     Colours: a textured mesh (:func:`has_texture`) goes to GLB as a PBR base-colour texture (sRGB)
     and to OBJ as ``<stem>.obj`` + ``<stem>.mtl`` + ``<stem>.png`` (written in that order's
     reverse, so an OBJ never names a missing file); PLY gets the texture sampled at the
-    vertices. Vertex colours go to GLB as linear ``COLOR_0`` (:mod:`mira.export.gltf`), to PLY and
-    OBJ as the sRGB bytes those formats' readers expect.
+    vertices. Vertex colours go to GLB as linear ``COLOR_0`` (:mod:`mira.export.gltf`), to PLY
+    (bytes) and OBJ (``v x y z r g b``, 0..1) as the sRGB values those formats' readers expect.
     """
     path = Path(path)
     file_type = mesh_format_of(path)
