@@ -235,7 +235,7 @@ def checkpoint_format(directory: Path) -> str:
     Raises:
         InferenceError: ``config.json`` is not a JSON object (names the file).
     """
-    from mira.pretrained.openlrm import OPENLRM_CONFIG_KEYS
+    from mira.pretrained.openlrm import OPENLRM_MARKER_KEYS
 
     config_file = directory / CONFIG_NAME
     if not config_file.is_file():
@@ -246,7 +246,9 @@ def checkpoint_format(directory: Path) -> str:
         raise InferenceError(f"{config_file}: not valid JSON ({error})") from error
     if not isinstance(values, dict):
         raise InferenceError(f"{config_file}: the top level must be a JSON object")
-    return "openlrm" if all(key in values for key in OPENLRM_CONFIG_KEYS) else "mira"
+    # ModelLRM's own key names (MIRA has none of them): a config with any is OpenLRM's; the converter then
+    # names whatever else is missing.
+    return "openlrm" if any(key in values for key in OPENLRM_MARKER_KEYS) else "mira"
 
 
 def _read_openlrm(directory: Path, options: Mapping[str, Any] | None) -> CheckpointContents:

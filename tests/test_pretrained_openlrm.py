@@ -57,7 +57,7 @@ def test_converted_tiny_checkpoint_reproduces_openlrm():
     failures = [c for c in report["comparisons"] if not c["passed"]]
     assert not failures, failures
     names = {c["name"] for c in report["comparisons"]}
-    assert {"encoder_tokens", "triplanes", "density_grid", "grid_rgb", "render_rgb", "render_opacity"} <= names
+    assert {"encoder_tokens", "decoder_tokens", "triplanes", "density_grid", "grid_rgb", "render_rgb", "render_opacity"} <= names
     assert max(c["max_abs_error"] for c in report["comparisons"]) < 1e-5
     mesh = report["mesh"]
     assert mesh["passed"] and mesh["missing_faces"] == 0 and mesh["extra_faces_off_the_box"] == 0
@@ -319,3 +319,12 @@ def test_published_sizes_have_the_documented_parameter_counts(size, parameters):
     with torch.device("meta"):
         model = MIRA(published_openlrm_config(size))
     assert sum(p.numel() for p in model.parameters()) == parameters
+
+
+def test_an_incomplete_openlrm_config_names_its_missing_keys(tmp_path):
+    source = copy_checkpoint(tmp_path)
+    values = json.loads((source / "config.json").read_text())
+    del values["camera_embed_dim"]
+    (source / "config.json").write_text(json.dumps(values))
+    with pytest.raises(CheckpointConfigMismatchError, match="missing keys: \\['camera_embed_dim'\\]"):
+        load_model(str(source), openlrm_options=OPTIONS)

@@ -58,6 +58,8 @@ OPENLRM_CONFIG_KEYS = (
     "triplane_low_res", "triplane_high_res", "triplane_dim", "encoder_type", "encoder_model_name", "encoder_feat_dim",
 )
 OPENLRM_OPTIONAL_KEYS = ("encoder_freeze",)
+# Keys only a ModelLRM config has (format detection, mira.checkpoints.checkpoint_format).
+OPENLRM_MARKER_KEYS = ("transformer_dim", "triplane_low_res", "encoder_model_name")
 # Meta's DINOv2 hub backbones with registers (vision_transformer.vit_*): width, depth, heads.
 DINOV2_REGISTER_BACKBONES = {
     "dinov2_vits14_reg": dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6),

@@ -10,7 +10,8 @@ with their rays, density and colour on a grid) and ``meta.json``. The checkpoint
 way users load one (:func:`mira.checkpoints.load_model`: detected as OpenLRM, converted strictly)
 and MIRA recomputes each output from the reference's inputs, in float32 on the CPU:
 
-* ``encoder_tokens``, ``camera_embedding``, ``triplanes`` (from the image and source camera);
+* ``encoder_tokens``, ``camera_embedding``, ``decoder_tokens`` (after the decoder's final LayerNorm),
+  ``triplanes`` (from the image and source camera);
 * ``density_grid``, ``grid_rgb`` (the field at the reference's grid points, MIRA's triplanes);
 * ``render_rgb`` / ``render_opacity`` / ``render_depth`` on the reference's rays (depth where the
   opacity exceeds :data:`DEPTH_MIN_OPACITY`), and ``ray_origins`` / ``ray_directions``: the rays
@@ -214,7 +215,14 @@ def verify(run: ReferenceRun, tolerance: float = DEFAULT_TOLERANCE) -> dict[str,
     results.append(_compare("encoder_tokens", model.encoder(image), run.tensor("encoder_tokens"), tolerance))
     results.append(_compare("camera_embedding", model.camera_embedder.embed_camera(c2w, intrinsics),
                             run.tensor("camera_embedding"), tolerance))
-    triplanes = model.forward_triplanes(image, c2w, intrinsics)
+    captured: dict[str, torch.Tensor] = {}
+    hook = model.decoder.final_norm.register_forward_hook(lambda _m, _i, out: captured.__setitem__("tokens", out))
+    try:
+        triplanes = model.forward_triplanes(image, c2w, intrinsics)
+    finally:
+        hook.remove()
+    results.append(_compare("decoder_tokens", captured["tokens"], run.tensor("decoder_tokens"), tolerance,
+                            "after the final LayerNorm, before the upsampler"))
     results.append(_compare("triplanes", triplanes, run.tensor("triplanes"), tolerance))
 
     renderer = model.renderer
