@@ -124,7 +124,16 @@ def read_checkpoint(checkpoint_path: str, openlrm_options: Mapping[str, Any] | N
     if path.is_file():
         if path.suffix == ".safetensors":
             return _read_safetensors(path, kind="safetensors")
+        if path.suffix not in TORCH_CHECKPOINT_SUFFIXES:
+            raise WeightsNotFoundError(
+                f"{path}: not a checkpoint file. --checkpoint_path takes a checkpoint folder (holding {WEIGHTS_NAME} "
+                f"and {CONFIG_NAME}), a training run folder, a checkpoint-<step>.pt, a .safetensors file or a hub id"
+                + (f"; did you mean the folder {path.parent}?" if (path.parent / WEIGHTS_NAME).is_file() else "")
+            )
         return _read_torch_checkpoint(path)
+    if _looks_local(checkpoint_path):
+        raise WeightsNotFoundError(
+            f"{checkpoint_path}: checkpoint not found: no such file or folder{_near_misses(path)}; check --checkpoint_path")
     if _HUB_ID.match(checkpoint_path) and path.suffix not in (*TORCH_CHECKPOINT_SUFFIXES, ".safetensors"):
         return _read_hub_checkpoint(checkpoint_path, openlrm_options)
     raise WeightsNotFoundError(
@@ -190,6 +199,25 @@ def _find_state_dict(payload: Mapping[str, Any], path: Path) -> dict[str, Tensor
                 name = name[len(prefix):]
         cleaned[name] = tensor
     return cleaned
+
+
+def _looks_local(checkpoint_path: str) -> bool:
+    """Whether a path that does not exist was meant as a local one: it starts like a path (``/``, ``.``,
+    ``~``), or its first component is a folder here (``checkpoints/tiyn`` with ``checkpoints/`` present)."""
+    if checkpoint_path.startswith(("/", ".", "~")):
+        return True
+    first = Path(checkpoint_path).parts[0] if Path(checkpoint_path).parts else ""
+    return len(Path(checkpoint_path).parts) > 1 and Path(first).is_dir()
+
+
+def _near_misses(path: Path) -> str:
+    """``" (did you mean: a, b?)"`` for entries of ``path``'s folder with a similar name, else ``""``."""
+    import difflib
+
+    if not path.parent.is_dir():
+        return f" (its folder {path.parent} does not exist either)"
+    names = difflib.get_close_matches(path.name, [child.name for child in path.parent.iterdir()], n=3, cutoff=0.6)
+    return f" (did you mean: {', '.join(str(path.parent / name) for name in names)}?)" if names else ""
 
 
 def _read_hub_checkpoint(hub_id: str, openlrm_options: Mapping[str, Any] | None = None) -> CheckpointContents:

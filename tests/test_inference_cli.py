@@ -60,9 +60,12 @@ def test_image_mode_writes_mesh_video_and_result(tmp_path, tiny_checkpoint, obje
         "--input", str(object_png), "--output_path", str(out), "--export_video", "--export_mesh",
         "--density_threshold", str(median_density), "--elevation", "10", "--distance", "2.4", "--fps", "12", *FAST,
     ])
-    assert code == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
     folder = out / "chair"
     assert sorted(p.name for p in folder.iterdir()) == ["input.png", "mesh.ply", "result.json", "video.mp4"]
+    # The summary line names every file written, with its size.
+    assert f"wrote {folder}: input.png (" in captured.out and "mesh.ply (" in captured.out and "video.mp4 (" in captured.out
 
     mesh = trimesh.load(folder / "mesh.ply", process=False)
     assert len(mesh.faces) > 0 and np.abs(mesh.vertices).max() <= 1.0 + 1e-6
@@ -246,6 +249,17 @@ def test_training_checkpoints_safetensors_and_hub_ids(tmp_path, tiny_checkpoint,
     (tmp_path / "junk.pt").write_text("junk")
     with pytest.raises(InferenceError, match="junk.pt"):
         load_model(str(tmp_path / "junk.pt"))
+
+
+def test_a_mistyped_local_path_or_a_config_file_is_named_as_such(tmp_path, tiny_checkpoint, monkeypatch):
+    """A local-looking path that does not exist is never sent to the hub; a config file is no checkpoint."""
+    (tmp_path / "checkpoints" / "tiny").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WeightsNotFoundError, match=r"no such file or folder \(did you mean: checkpoints/tiny\?\)") as error:
+        load_model("checkpoints/tiyn")
+    assert "Hugging Face" not in str(error.value)
+    with pytest.raises(WeightsNotFoundError, match="not a checkpoint file.*did you mean the folder"):
+        load_model(str(tiny_checkpoint / "config.json"))
 
 
 def test_settings_are_checked_before_the_model_loads(tiny_checkpoint):

@@ -61,12 +61,13 @@ def render_orbit_frames(
     c2w = orbit_cameras(num_frames, elevation_deg, distance, start_azimuth_deg, device=device)
     intrinsics = intrinsics.to(device=device, dtype=torch.float32).reshape(1, 1, 4)
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
-    starts = range(0, num_frames, views_per_chunk)
-    for start in tqdm(starts, desc="video frames", disable=not progress, leave=False):
-        views = c2w[start : start + views_per_chunk][None]  # (1, V, 4, 4)
-        rgb = renderer.render_images(triplanes, views, intrinsics.expand(1, views.shape[1], 4), size, size,
-                                     occupancy=occupancy)["rgb"]
-        frames[start : start + views.shape[1]] = to_uint8_frames(rgb[0])
+    with tqdm(total=num_frames, desc="video", unit="frame", disable=not progress, leave=False) as bar:
+        for start in range(0, num_frames, views_per_chunk):
+            views = c2w[start : start + views_per_chunk][None]  # (1, V, 4, 4)
+            rgb = renderer.render_images(triplanes, views, intrinsics.expand(1, views.shape[1], 4), size, size,
+                                         occupancy=occupancy)["rgb"]
+            frames[start : start + views.shape[1]] = to_uint8_frames(rgb[0])
+            bar.update(views.shape[1])  # frames, not batches of them
     return frames
 
 

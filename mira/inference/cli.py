@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from mira.config import ConfigError
@@ -119,6 +120,15 @@ def parse_settings(argv: Sequence[str] | None = None) -> InferenceSettings:
     return InferenceSettings(**vars(build_parser().parse_args(argv)))
 
 
+def describe_outputs(directory: Path) -> str:
+    """``"input.png (16 KB), mesh.ply (1.0 MB), ..."``: the files written for one input, with their sizes."""
+    def size(path: Path) -> str:
+        count = path.stat().st_size
+        return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{max(1, round(count / 1e3))} KB"
+
+    return ", ".join(f"{path.name} ({size(path)})" for path in sorted(directory.iterdir()) if path.is_file())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run inference; returns the process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -132,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for source, message in summary.failed:
         print(f"error: {message}" if source in message else f"error: {source}: {message}", file=sys.stderr)
     for directory in summary.succeeded:
-        print(f"wrote {directory}")
+        print(f"wrote {directory}: {describe_outputs(Path(directory))}")
     if summary.failed:
         print(f"{len(summary.failed)} of {len(summary.failed) + len(summary.succeeded)} inputs failed", file=sys.stderr)
         return 1
