@@ -204,10 +204,8 @@ def _find_state_dict(payload: Mapping[str, Any], path: Path) -> dict[str, Tensor
 def _looks_local(checkpoint_path: str) -> bool:
     """Whether a path that does not exist was meant as a local one: it starts like a path (``/``, ``.``,
     ``~``), or its first component is a folder here (``checkpoints/tiyn`` with ``checkpoints/`` present)."""
-    if checkpoint_path.startswith(("/", ".", "~")):
-        return True
-    first = Path(checkpoint_path).parts[0] if Path(checkpoint_path).parts else ""
-    return len(Path(checkpoint_path).parts) > 1 and Path(first).is_dir()
+    parts = Path(checkpoint_path).parts
+    return checkpoint_path.startswith(("/", ".", "~")) or (len(parts) > 1 and Path(parts[0]).is_dir())
 
 
 def _near_misses(path: Path) -> str:

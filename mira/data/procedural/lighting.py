@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from mira.cameras import spherical_to_cartesian
+from mira.data.procedural.objects import batch_index
 
 DEFAULT_ENVIRONMENT_STRENGTH = 0.7
 DEFAULT_SUN_STRENGTH = 0.9
@@ -63,10 +64,7 @@ class Lighting:
         return int(self.environment.shape[0])
 
     def select(self, index: int | slice | list[int]) -> "Lighting":
-        if isinstance(index, int):
-            index = slice(index, index + 1) if index != -1 else slice(-1, None)
-        elif not isinstance(index, slice):
-            index = torch.as_tensor(list(index), dtype=torch.long, device=self.environment.device)
+        index = batch_index(index, self.environment.device)
         return Lighting(self.environment[index], self.sun_direction[index], self.sun_irradiance[index],
                         self.sun_angle[index])
 

@@ -33,6 +33,16 @@ _PART_PADDING = {"kind": 0, "family": 0, "active": False, "operation": 0, "smoot
                  "texture_period": 1.0, "texture_phase": 0.0, "noise_waves": 0.0}
 
 
+def batch_index(index: int | slice | list[int], device: torch.device | str) -> slice | Tensor:
+    """A batch selector that keeps the batch dimension: an int ``i`` becomes ``slice(i, i + 1)``, a list a
+    long tensor on ``device``, a slice stays (for the ``select`` of batched procedural containers)."""
+    if isinstance(index, int):
+        return slice(index, index + 1) if index != -1 else slice(-1, None)
+    if isinstance(index, slice):
+        return index
+    return torch.as_tensor(list(index), dtype=torch.long, device=device)
+
+
 @dataclass
 class ProceduralObjects:
     """B procedural objects, padded to P parts (``active`` marks the real ones; part 0 always is).
@@ -98,10 +108,7 @@ class ProceduralObjects:
 
     def select(self, index: int | slice | list[int]) -> "ProceduralObjects":
         """A sub-batch (an int keeps the batch dimension: a batch of one)."""
-        if isinstance(index, int):
-            index = slice(index, index + 1) if index != -1 else slice(-1, None)
-        elif not isinstance(index, slice):
-            index = torch.as_tensor(list(index), dtype=torch.long, device=self.device)
+        index = batch_index(index, self.device)
         return dataclasses.replace(self, **{k: v[index] for k, v in self._tensor_fields().items()})
 
     def padded(self, parts: int = MAX_PARTS) -> "ProceduralObjects":
