@@ -186,6 +186,9 @@ class DataConfig:
     procedural_random_lighting: float = 0.5
     # Each object always shows the same source view (overfitting tests); false: a random view per sample.
     fixed_source_view: bool = False
+    # Data rendered on the training GPU (procedural): batches made this many steps ahead in a
+    # background thread on a side CUDA stream (mira/training/prefetch.py); 0 = in line.
+    device_prefetch: int = 1
 
 
 @dataclass
@@ -387,6 +390,8 @@ class MiraConfig:
             fail("procedural_objects", "must be >= 0 and procedural_epoch_size >= 1")
         if not 0.0 <= d.procedural_random_lighting <= 1.0:
             fail("procedural_random_lighting", f"must be in [0, 1], got {d.procedural_random_lighting}")
+        if d.device_prefetch < 0:
+            fail("device_prefetch", f"must be >= 0 (0 = off), got {d.device_prefetch}")
 
     # ------------------------------------------------------------------ helpers
     def _sections(self) -> list[Any]:

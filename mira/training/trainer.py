@@ -22,7 +22,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -40,6 +40,7 @@ from mira.training.logger import ExperimentLogger
 from mira.training.losses import ReconstructionLoss, build_lpips_for_training
 from mira.training.optim import build_optimizer, build_scheduler
 from mira.training.patches import sample_patches, to_patch_images
+from mira.training.prefetch import prefetched
 from mira.training.sampler import ResumableDistributedSampler
 from mira.training.validation import run_validation
 
@@ -521,10 +522,18 @@ class Trainer:
         self.train_sampler.set_start_index(self.state.batches_in_epoch * self.train_cfg.batch_size)
         self.loader_generator.manual_seed(self.train_cfg.seed * 7_919 + epoch)
         remaining = self.steps_per_epoch * self.train_cfg.grad_accum_steps - self.state.batches_in_epoch
-        for index, batch in enumerate(self.train_loader):
+        for index, batch in enumerate(self._batches_of(self.train_loader, self.train_dataset)):
             if index >= remaining:
                 break
             yield batch
+
+    def _batches_of(self, loader: DataLoader, dataset: Dataset) -> Iterable[dict[str, Any]]:
+        """``loader``, made ``data.device_prefetch`` batches ahead when its dataset renders on this GPU."""
+        on_device = getattr(getattr(dataset, "dataset", dataset), "renders_on_device", False)
+        depth = self.config.data.device_prefetch
+        if on_device and depth > 0 and self.device.type == "cuda":
+            return prefetched(loader, self.device, depth)
+        return loader
 
     def fit(self) -> FitResult:
         """Train until ``total_steps`` (or ``stop_at_step``, a signal, or a non-finite streak)."""
