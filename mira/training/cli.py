@@ -1,118 +1,101 @@
-"""Command line of ``train_ddp.py``: ``--config_path`` plus ``--<key> <value>`` for every config key.
+"""Command line of ``train_ddp.py``: ``--config_path`` plus ``--<key> <value>`` (or ``--set KEY=VALUE``)
+for every config key.
 
 Each value is parsed with the type of its key in :class:`mira.config.MiraConfig`
 (``--batch_size 2``, ``--compile true``, ``--box_min "[-1,-1,-1]"`` or ``--box_min -1,-1,-1``,
-``--encoder_config '{"hidden_size": 32}'`` / ``none``); an unknown key is an error.
+``--encoder_config '{"hidden_size": 32}'`` / ``none``); an unknown key is an error. ``--help`` gives
+each key's meaning (:mod:`mira.config_help`), type and default, and imports nothing heavy.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import types
-import typing
 from pathlib import Path
 from typing import Any, Sequence
 
+from mira.cli_options import key_types, new_parser, parse_set_pairs, parse_value, type_name
 from mira.config import ConfigError, MiraConfig, load_config
+from mira.config_help import key_help
+
+__all__ = ["DEFAULT_CONFIG_PATH", "build_parser", "key_types", "parse_args", "parse_overrides", "parse_value"]
 
 DEFAULT_CONFIG_PATH = "configs/config.json"
 REPO_DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / DEFAULT_CONFIG_PATH
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
 
+EPILOG = """examples:
+  python train_ddp.py --config_path configs/tiny.json --synthetic_objects 8 --max_steps 30 --model_save_path checkpoints/tiny-spheres  # no dataset needed, about a minute on a CPU
+  python train_ddp.py --config_path configs/tiny.json --data_dir data/tiny --max_steps 300 --model_save_path checkpoints/tiny  # after load_input_data.py --synthetic 8 --output_path data/tiny ...
+  python train_ddp.py --config_path configs/mira-base.json --set data_dir=data/renders --set batch_size=4
+  torchrun --standalone --nproc_per_node=4 train_ddp.py --config_path configs/mira-demo.json --time_limit_minutes 9  # GPUs, procedural data
+  python train_ddp.py --config_path configs/config.json --init_from zxhezexin/openlrm-mix-base-1.1 --data_dir data/renders  # fine-tune OpenLRM
 
-def key_types() -> dict[str, Any]:
-    """Flat config key -> its type hint, over every section of :class:`MiraConfig`."""
-    config = MiraConfig()
-    hints: dict[str, Any] = {}
-    for section_field in dataclasses.fields(config):
-        section = getattr(config, section_field.name)
-        hints.update(typing.get_type_hints(type(section)))
-    return hints
-
-
-def parse_value(text: str, hint: Any, key: str) -> Any:
-    """Parse one command-line string as the type ``hint`` of config key ``key``."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = [o for o in typing.get_args(hint) if o is not type(None)]
-        if type(None) in typing.get_args(hint) and text.strip().lower() in ("none", "null"):
-            return None
-        errors = []
-        for option in options:
-            try:
-                return parse_value(text, option, key)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(f"command line: --{key}: cannot parse {text!r} as {hint} ({'; '.join(errors)})")
-    if hint is bool:
-        lowered = text.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise ConfigError(f"command line: --{key} must be true or false, got {text!r}")
-    if hint is int:
-        try:
-            return int(text)
-        except ValueError:
-            raise ConfigError(f"command line: --{key} must be an integer, got {text!r}") from None
-    if hint is float:
-        try:
-            return float(text)
-        except ValueError:
-            raise ConfigError(f"command line: --{key} must be a number, got {text!r}") from None
-    if hint is str:
-        return text
-    if origin is list:
-        (item_type,) = typing.get_args(hint)
-        stripped = text.strip()
-        if stripped.startswith("["):
-            try:
-                items = json.loads(stripped)
-            except json.JSONDecodeError as error:
-                raise ConfigError(f"command line: --{key}: invalid JSON list {text!r} ({error})") from None
-            return [parse_value(json.dumps(v) if not isinstance(v, str) else v, item_type, key) for v in items]
-        return [parse_value(part, item_type, key) for part in stripped.split(",") if part.strip()]
-    if origin is dict or hint is dict:
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"command line: --{key} must be a JSON object, got {text!r} ({error})") from None
-        if not isinstance(value, dict):
-            raise ConfigError(f"command line: --{key} must be a JSON object, got {text!r}")
-        return value
-    raise ConfigError(f"command line: --{key} has unsupported type {hint}")
+Defaults above are MiraConfig's (mira/config.py); the --config_path file overrides them and the
+command line overrides the file. Multi-node: torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d
+--rdzv_endpoint=HOST:29400 train_ddp.py ...
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """An argparse parser with ``--config_path`` and one ``--<key>`` option per config key."""
-    parser = argparse.ArgumentParser(
-        prog="train_ddp.py",
-        description="Train MIRA (one process, torchrun, or multi-node torchrun). Every config key "
-        "can be overridden as --<key> <value>; see mira/config.py for their meaning.",
-        allow_abbrev=False,
-    )
+    """An argparse parser with ``--config_path``, ``--init_from``, ``--set`` and one ``--<key>`` per config key."""
+    parser = new_parser("train_ddp.py", "Train MIRA (one process, torchrun, or multi-node torchrun). Every config key\n"
+                        "below can be set as --<key> VALUE or --set KEY=VALUE.", EPILOG, allow_abbrev=False,
+                        usage="%(prog)s [--config_path JSON] [--init_from CHECKPOINT] [--set KEY=VALUE ...] "
+                              "[--<key> VALUE ...]")
     parser.add_argument("--config_path", default=DEFAULT_CONFIG_PATH, help="JSON config (flat or nested keys)")
     parser.add_argument("--init_from", default=None, metavar="CHECKPOINT",
                         help="fine-tune from these weights: a MIRA or OpenLRM checkpoint folder or a hub id (e.g. "
                              "zxhezexin/openlrm-mix-base-1.1); its architecture is used. Same as "
-                             "--model_preloading_strategy CHECKPOINT")
-    group = parser.add_argument_group("config overrides")
-    defaults = MiraConfig().to_flat_dict()
-    for key, hint in key_types().items():
-        group.add_argument(f"--{key}", dest=key, default=None, metavar="VALUE",
-                           help=f"{_type_name(hint)} (default: {defaults[key]!r})")
+                             "--model_preloading_strategy CHECKPOINT (default: none)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key, the same as --KEY VALUE (repeatable; default: none)")
+    hints = key_types()
+    config = MiraConfig()
+    for section_field in dataclasses.fields(config):
+        section = getattr(config, section_field.name)
+        group = parser.add_argument_group(f"config keys: {section_field.name} ({type(section).__doc__.strip().rstrip('.')})")
+        for key_field in dataclasses.fields(section):
+            key = key_field.name
+            default = getattr(section, key)
+            group.add_argument(f"--{key}", dest=key, default=None, metavar=_metavar(hints[key]),
+                               help=f"{key_help(key)} (default: {_show(default)})".replace("%", "%%"))
     return parser
 
 
+def _metavar(hint: Any) -> str:
+    """INT, FLOAT, BOOL, STR, LIST (``1,2,3`` or ``[1, 2, 3]``) or JSON (an object, or none)."""
+    name = type_name(hint)
+    for word, metavar in (("list", "LIST"), ("dict", "JSON"), ("bool", "BOOL"), ("int", "INT"), ("float", "FLOAT")):
+        if name.startswith(word):
+            return metavar
+    return "STR"
+
+
+def _show(value: Any) -> str:
+    """A default as it is written on the command line (``true``, ``none``, ``[1.0, 1.0]``, ``'text'``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
 def parse_overrides(namespace: argparse.Namespace) -> dict[str, Any]:
-    """The config keys given on the command line, parsed with their types."""
+    """The config keys given on the command line (``--KEY VALUE`` and ``--set KEY=VALUE``), parsed with their types.
+
+    Raises:
+        ConfigError: a value of the wrong type, an unknown ``--set`` key, or one key given twice with two values.
+    """
     hints = key_types()
-    return {key: parse_value(text, hints[key], key)
-            for key, text in vars(namespace).items() if key in hints and text is not None}
+    overrides = {key: parse_value(text, hints[key], key)
+                 for key, text in vars(namespace).items() if key in hints and text is not None}
+    for key, value in parse_set_pairs(getattr(namespace, "set", None) or []).items():
+        if key in overrides and overrides[key] != value:
+            raise ConfigError(f"command line: --{key} and --set {key}=... disagree; give one")
+        overrides[key] = value
+    return overrides
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[MiraConfig, argparse.Namespace]:
@@ -133,7 +116,3 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[MiraConfig, argparse.
     if namespace.config_path == DEFAULT_CONFIG_PATH and not config_path.is_file() and REPO_DEFAULT_CONFIG.is_file():
         config_path = REPO_DEFAULT_CONFIG  # run from outside the repository
     return load_config(config_path, **overrides), namespace
-
-
-def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

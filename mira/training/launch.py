@@ -11,10 +11,7 @@ import sys
 from typing import Sequence
 
 from mira.config import ConfigError
-from mira.models.encoder import EncoderWeightsNotFoundError
 from mira.training.cli import parse_args
-from mira.training.distributed import cleanup_distributed, setup_distributed
-from mira.training.trainer import NonFiniteLossError, Trainer
 
 LOGGER = logging.getLogger("mira.training")
 
@@ -32,6 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"train_ddp.py: error: {error}", file=sys.stderr)
         return 2
+    # PyTorch and the model only now: --help and bad options answer at once.
+    from mira.models.encoder import EncoderWeightsNotFoundError
+    from mira.training.distributed import cleanup_distributed, setup_distributed
+    from mira.training.trainer import NonFiniteLossError, Trainer
+
     context = setup_distributed(config.train.device)
     configure_logging(context.rank)
     try:
