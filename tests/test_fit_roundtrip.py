@@ -112,8 +112,8 @@ def test_camera_bug_fails_thresholds(rendered_object, kind, tmp_path, repo_root,
     monkeypatch.chdir(repo_root)
     args = build_parser().parse_args(["--data", str(rendered_object), "--out", str(tmp_path), *FIT_ARGS,
                                       "--lpips_backbone", "none", "--video_frames", "0"])
-    config = load_cli_config(args.config, args.set)
-    views = perturb_cameras(load_views(args.data, config), kind, FIT_SIZE)
+    config = load_cli_config(args.config_path, args.set)
+    views = perturb_cameras(load_views(args.data_dir, config), kind, FIT_SIZE)
     metrics = fit_object(views, tmp_path, config, options_from_args(args), settings_from_args(args), device="cpu")
     result = passes(metrics)
     assert not result[PERTURBATIONS[kind]], f"{kind} passed {PERTURBATIONS[kind]}: PSNR {metrics['psnr']:.2f}, Chamfer {metrics['chamfer']}"

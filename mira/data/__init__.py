@@ -7,25 +7,33 @@ Dataset creation lives next to it: :mod:`mira.data.synthetic` (procedural object
 renders, index.json); the command line is ``load_input_data.py``.
 """
 
-from mira.data.formats import (RENDER_BOX_SIZE, ZERO123_WORLD_SCALE, DatasetFormatError, ViewIndex,
-                               detect_format, read_view_index)
-from mira.data.dataset import MultiViewDataset
-from mira.data.images import ImageLoadError, composite, load_rgba
-from mira.data.index import read_index
-from mira.data.views import ObjectViews, load_object_views
+from __future__ import annotations
 
-__all__ = [
-    "RENDER_BOX_SIZE",
-    "ZERO123_WORLD_SCALE",
-    "DatasetFormatError",
-    "ImageLoadError",
-    "MultiViewDataset",
-    "ObjectViews",
-    "ViewIndex",
-    "composite",
-    "detect_format",
-    "load_object_views",
-    "load_rgba",
-    "read_index",
-    "read_view_index",
-]
+import importlib
+from typing import Any
+
+# name -> the submodule that defines it; imported on first use (PyTorch is not needed to render a
+# dataset, and load_input_data.py --help must answer at once).
+_EXPORTS = {
+    "RENDER_BOX_SIZE": "formats",
+    "ZERO123_WORLD_SCALE": "formats",
+    "DatasetFormatError": "formats",
+    "ViewIndex": "formats",
+    "detect_format": "formats",
+    "read_view_index": "formats",
+    "MultiViewDataset": "dataset",
+    "ImageLoadError": "images",
+    "composite": "images",
+    "load_rgba": "images",
+    "read_index": "index",
+    "ObjectViews": "views",
+    "load_object_views": "views",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """``from mira.data import MultiViewDataset`` imports :mod:`mira.data.dataset` then."""
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"mira.data.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'mira.data' has no attribute {name!r}")

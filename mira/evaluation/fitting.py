@@ -18,7 +18,6 @@ samples) and scored; the mesh comes from :func:`mira.export.mesh.extract_mesh`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -28,46 +27,9 @@ from tqdm.auto import tqdm
 
 from mira.cameras import rays_from_pixels
 from mira.config import MiraConfig
+from mira.evaluation.options import FitOptions  # noqa: F401 - re-exported (kept with the CLI options)
 from mira.evaluation.views import ViewSet
 from mira.rendering import TriplaneRenderer
-
-
-@dataclass
-class FitOptions:
-    """Settings of one fit (the CLI flags of ``python -m mira.fit``)."""
-
-    steps: int = 3000
-    batch_rays: int = 4096
-    # Adam learning rates of the triplane features and of the renderer MLP.
-    lr: float = 0.02
-    mlp_lr: float = 0.002
-    # Learning rates decay exponentially to this fraction of their start by the last step.
-    final_lr_ratio: float = 0.1
-    mask_loss_weight: float = 0.1
-    # Total variation of the triplane features (smoothness prior; 0 disables).
-    tv_weight: float = 0.0
-    # Triplane side R and channels C; None takes cfg.model.triplane_res / triplane_dim.
-    triplane_res: int | None = None
-    triplane_dim: int | None = None
-    # Standard deviation of the random initial triplane features.
-    init_std: float = 0.1
-    seed: int = 0
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the bad option."""
-        for name in ("steps", "batch_rays"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
-        for name in ("lr", "mlp_lr", "final_lr_ratio"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
-        for name in ("mask_loss_weight", "tv_weight", "init_std"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("triplane_res", "triplane_dim"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name} must be positive, got {value}")
 
 
 class TriplaneFit(nn.Module):

@@ -28,10 +28,10 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
-# 16,384 samples per surface (the "16K points" of GSO geometry evaluations such as InstantMesh's).
-DEFAULT_NUM_SAMPLES = 16384
-# F-score thresholds reported by default (world units); the first is the headline one.
-DEFAULT_FSCORE_TAUS = (0.1, 0.05, 0.2)
+# 16,384 samples per surface (the "16K points" of GSO geometry evaluations such as InstantMesh's) and the
+# F-score thresholds reported by default (world units; the first is the headline one), kept with the
+# command-line options.
+from mira.evaluation.options import DEFAULT_FSCORE_TAUS, DEFAULT_NUM_SAMPLES
 
 
 class EmptyMeshError(ValueError):

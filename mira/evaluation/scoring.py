@@ -7,7 +7,6 @@ NeRF / LRM literature does (the mean of per-view PSNR, not the PSNR of the mean 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 from dataclasses import dataclass, field
@@ -18,29 +17,14 @@ from torch import Tensor
 
 from mira.evaluation.geometry import DEFAULT_FSCORE_TAUS, DEFAULT_NUM_SAMPLES
 from mira.evaluation.metrics import LPIPS_MIN_SIZE, build_lpips, lpips_distance, mask_iou, psnr, ssim
+from mira.evaluation.options import LPIPS_BACKBONES
 
 if TYPE_CHECKING:
     import trimesh
 
 logger = logging.getLogger(__name__)
 
-LPIPS_BACKBONES = ("pretrained", "random", "none")
 IMAGE_METRICS = ("psnr", "ssim", "lpips", "mask_iou")
-
-
-def add_scoring_arguments(parser: argparse._ActionsContainer) -> None:
-    """The scoring flags that ``python -m mira.evaluate`` and ``python -m mira.fit`` share: LPIPS,
-    mesh extraction and Chamfer / F-score (``parser`` may be an argument group)."""
-    from mira.evaluation.geometry import DEFAULT_FSCORE_TAUS, DEFAULT_NUM_SAMPLES
-
-    parser.add_argument("--lpips_backbone", choices=LPIPS_BACKBONES, default="pretrained",
-                        help="pretrained: the real LPIPS (needs the torchvision weights file); random: smoke tests only; none")
-    parser.add_argument("--lpips_net", choices=tuple(LPIPS_MIN_SIZE), default="vgg")
-    parser.add_argument("--mesh_resolution", type=int, default=256, help="marching-cubes grid points per axis")
-    parser.add_argument("--density_threshold", type=float, default=None, help="marching-cubes density level (default: the checkpoint's mesh_density_threshold)")
-    parser.add_argument("--fscore_tau", type=float, nargs="+", default=list(DEFAULT_FSCORE_TAUS), help="F-score thresholds (world units)")
-    parser.add_argument("--geometry_samples", type=int, default=DEFAULT_NUM_SAMPLES,
-                        help="surface samples per mesh for Chamfer / F-score")
 
 
 @dataclass

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from mira.cli_options import new_parser
 from mira.config import ConfigError
 from mira.devices import DeviceUnavailableError
 from mira.export.mesh import MeshExtractionError
@@ -30,10 +31,12 @@ from mira.inference.text_to_image import (
 log = logging.getLogger("mira.inference")
 
 EXAMPLE = """examples:
-  python test.py --mode image --input docs/examples/procedural_000000000_blender.png --output_path outputs --export_video --export_mesh
-  python test.py --checkpoint_path checkpoints/mira-base --config_path configs/mira-base.json --input photos/ \\
-      --export_mesh --mesh_format glb --mesh_resolution 384
-  python test.py --mode text --input "a red wooden chair" --export_video
+  python test.py --mode image --input docs/examples/procedural_000000000_blender.png --output_path outputs/quickstart --export_video --export_mesh
+  python test.py --input docs/examples/procedural_000000001_blender.png --output_path outputs/quick --export_video --num_frames 30 --render_size 96  # a quick video on a CPU
+  python test.py --checkpoint_path mira/weights/mira-demo --input docs/examples/ --output_path outputs/examples --export_mesh --mesh_format glb --texture
+  python test.py --checkpoint_path checkpoints/tiny --input data/tiny/synthetic_00007/000.png --output_path outputs/tiny --export_mesh --density_threshold 0.5  # after the README's smoke training
+  python test.py --checkpoint_path zxhezexin/openlrm-mix-base-1.1 --input docs/examples/procedural_000000002_blender.png --export_mesh  # downloads once
+  python test.py --mode text --input "a red wooden chair" --export_video  # needs the text model: hf download stabilityai/sdxl-turbo
 (without --checkpoint_path: the shipped mira-demo model, mira/weights/mira-demo; see docs/TRAINING.md)
 """
 
@@ -41,18 +44,14 @@ EXAMPLE = """examples:
 def build_parser() -> argparse.ArgumentParser:
     """The ``test.py`` argument parser (flag names match ``InferenceSettings`` fields)."""
     d = InferenceSettings
-    p = argparse.ArgumentParser(
-        prog="test.py",
-        description="MIRA inference: images or text prompts -> coloured mesh and 360-degree video.",
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = new_parser("test.py", "MIRA inference: images or text prompts -> coloured mesh and 360-degree video.", EXAMPLE)
     io = p.add_argument_group("model and inputs")
     io.add_argument("--checkpoint_path", default=str(DEFAULT_CHECKPOINT),
                     help="save_pretrained directory, training checkpoint (.pt) or folder of them, .safetensors, or hub id "
                          "(default: the shipped mira-demo model)")
     io.add_argument("--config_path", default=None,
-                    help="JSON config; optional when the checkpoint carries its config (must then match its architecture)")
+                    help="JSON config; optional when the checkpoint carries its config (must then match its "
+                         "architecture; default: the checkpoint's)")
     io.add_argument("--mode", choices=("image", "text"), default=d.mode, help="inputs are image files/folders or prompts")
     io.add_argument("--input", dest="inputs", nargs="+", required=True, metavar="X",
                     help="image files and/or folders of images (image mode), or prompts (text mode)")
@@ -60,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--device", default=d.device, help="auto (CUDA if available), cuda, cuda:1, cpu")
     io.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=d.precision,
                     help="autocast dtype of the model on CUDA (CPU always runs fp32)")
-    io.add_argument("--seed", type=int, default=d.seed)
+    io.add_argument("--seed", type=int, default=d.seed, help="random seed (text-to-image noise)")
 
     pre = p.add_argument_group("image preprocessing")
     pre.add_argument("--no_rembg", action="store_true",
@@ -73,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     text = p.add_argument_group("text mode")
     text.add_argument("--text_model", default=DEFAULT_TEXT_MODEL,
-                      help="diffusers text-to-image hub id or local pipeline directory (default: 1-4 step SDXL-Turbo)")
+                      help="diffusers text-to-image hub id or local pipeline directory (default: %(default)s, 1-4 steps)")
     text.add_argument("--text_steps", type=int, default=DEFAULT_TEXT_STEPS, help="denoising steps")
     text.add_argument("--text_guidance_scale", type=float, default=DEFAULT_GUIDANCE_SCALE,
                       help="classifier-free guidance (0 for Turbo models; ~5-7.5 for regular ones)")
@@ -89,10 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="iso-level of the surface (default: the checkpoint's mesh_density_threshold)")
     mesh.add_argument("--largest_component", action="store_true", help="keep only the largest connected part")
     mesh.add_argument("--mesh_target_faces", "--target_faces", dest="mesh_target_faces", type=int, default=None,
-                      help="quadric simplification to about this many faces (fast_simplification)")
+                      help="quadric simplification to about this many faces (fast_simplification; default: none)")
     mesh.add_argument("--remesh", choices=("none", "triangle", "quad"), default=d.remesh,
                       help="Instant Meshes remeshing: even triangles, or quads (written as triangle pairs); "
-                           "to --target_faces / 2 vertices if given")
+                           "to --mesh_target_faces / 2 vertices if given")
     mesh.add_argument("--texture", action="store_true",
                       help="UV-unwrap (xatlas) and bake the colour into a texture: glb with a PBR base-colour "
                            "texture, obj + mtl + png (else vertex colours)")
@@ -100,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     video = p.add_argument_group("video")
     video.add_argument("--export_video", action="store_true", help="write video.<format>, a 360-degree orbit")
-    video.add_argument("--video_format", choices=("mp4", "gif"), default=d.video_format)
+    video.add_argument("--video_format", choices=("mp4", "gif"), default=d.video_format, help="video file format")
     video.add_argument("--num_frames", type=int, default=None, help="frames of the orbit (default: 120 on a GPU, 60 on the CPU)")
     video.add_argument("--render_size", type=int, default=None,
                        help="frame side, pixels, even for mp4 (default: 256 on a GPU, 128 on the CPU)")
@@ -109,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--elevation", type=float, default=d.elevation, help="orbit elevation, degrees above the XY plane")
     video.add_argument("--distance", type=float, default=None,
                        help="orbit radius, world units (default: the input view's canonical camera distance)")
-    video.add_argument("--fps", type=float, default=d.fps)
+    video.add_argument("--fps", type=float, default=d.fps, help="video frames per second")
     p.add_argument("--no_progress", dest="progress", action="store_false", help="hide progress bars")
     p.add_argument("--save_triplanes", action="store_true", help="also write triplanes.safetensors (1, 3, C, R, R)")
     return p
