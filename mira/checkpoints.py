@@ -238,12 +238,16 @@ def download_checkpoint(hub_id: str, revision: str | None = None, cache_dir: str
     """
     from huggingface_hub import constants, snapshot_download
 
+    from mira.hub import hub_offline_reason
+
+    offline = hub_offline_reason()  # offline: the cache only, at once (no download retries)
     try:
         directory = Path(snapshot_download(hub_id, revision=revision, cache_dir=cache_dir,
-                                           allow_patterns=list(CHECKPOINT_FILES)))
+                                           allow_patterns=list(CHECKPOINT_FILES), local_files_only=offline is not None))
     except Exception as error:  # offline, not cached, no such repo, invalid id: one clear message
+        why = f" ({offline})" if offline else ""
         raise WeightsNotFoundError(
-            f"checkpoint '{hub_id}' is not a local path and could not be loaded from the Hugging Face hub or its "
+            f"checkpoint '{hub_id}' is not a local path and could not be loaded from the Hugging Face hub{why} or its "
             f"cache ({cache_dir or constants.HF_HUB_CACHE}).\nFix: on a machine with internet run "
             f"`hf download {hub_id}` (older huggingface_hub: `huggingface-cli download {hub_id}`), or pass the "
             f"checkpoint's local folder.\nOriginal error: {type(error).__name__}: {error}"

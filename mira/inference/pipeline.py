@@ -290,7 +290,11 @@ class InferencePipeline:
 
     # ------------------------------------------------------------------ running
     def run(self) -> RunSummary:
-        """Process every input; bad inputs are logged and skipped."""
+        """Process every input; bad inputs are logged and skipped.
+
+        Raises:
+            WeightsNotFoundError: text mode, and the text-to-image model cannot be loaded (before the 3D model).
+        """
         items = collect_work_items(self.settings)
         summary = RunSummary()
         for item in items:
@@ -299,6 +303,8 @@ class InferencePipeline:
         valid = [item for item in items if item.error is None]
         if not valid:
             return summary
+        if self.settings.mode == "text":
+            self.text_to_image()  # before the 3D model: a missing text model (offline?) is one error, at once
         self.load()
         for item in tqdm(valid, desc="inputs", unit="input", disable=not self.settings.progress or len(valid) < 2):
             try:

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from mira.hub import hub_offline_reason
 from mira.inference.errors import InputError, WeightsNotFoundError
 
 DEFAULT_TEXT_MODEL = "stabilityai/sdxl-turbo"
@@ -35,6 +36,31 @@ PROMPT_TEMPLATE = (
 NEGATIVE_PROMPT = "multiple objects, cropped, out of frame, text, watermark, busy background, cast shadow, blurry"
 
 log = logging.getLogger(__name__)
+
+
+def in_hub_cache(model_id: str) -> bool:
+    """True when the Hugging Face cache holds the pipeline index (``model_index.json``) of hub id ``model_id``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(model_id, "model_index.json")
+    except ValueError:  # not a valid repo id (HFValidationError)
+        return False
+    return isinstance(found, str)
+
+
+def missing_model_message(model_id: str, offline: str | None, error: Exception | None = None) -> str:
+    """The one message for a text-to-image model that cannot be loaded: why, and how to get it."""
+    from huggingface_hub import constants
+
+    why = f"it cannot be downloaded now: {offline}" if offline else "it could not be downloaded"
+    message = (
+        f"text-to-image model '{model_id}' is not a local diffusers directory nor in the Hugging Face cache "
+        f"({constants.HF_HUB_CACHE}), and {why}.\nFix: on a machine with internet run `hf download {model_id}` "
+        f"(older huggingface_hub: `huggingface-cli download {model_id}`; HF_HOME sets the cache), "
+        f"or pass --text_model /path/to/a/diffusers/pipeline/dir."
+    )
+    return message + (f"\nOriginal error: {type(error).__name__}: {error}" if error is not None else "")
 
 
 def build_prompt(prompt: str) -> str:
@@ -53,44 +79,46 @@ class TextToImage:
         device: where the pipeline runs; on CUDA it runs in fp16.
     Raises:
         WeightsNotFoundError: the model is neither a local directory nor in the Hugging Face
-            cache, and could not be downloaded.
+            cache, and could not be downloaded. With ``HF_HUB_OFFLINE`` set or the hub unreachable
+            (:func:`mira.hub.hub_offline_reason`) this comes at once, without download retries.
     """
 
     def __init__(self, model_id: str = DEFAULT_TEXT_MODEL, device: str | torch.device = "cpu") -> None:
-        from diffusers import AutoPipelineForText2Image
-
         self.model_id = model_id
         self.device = torch.device(device)
+        offline = None if Path(model_id).expanduser().is_dir() else hub_offline_reason()
+        if offline is not None and not in_hub_cache(model_id):
+            raise WeightsNotFoundError(missing_model_message(model_id, offline))  # at once: no retries
+        from diffusers import AutoPipelineForText2Image
+
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         try:
-            pipeline = self._load(AutoPipelineForText2Image, model_id, dtype)
+            pipeline = self._load(AutoPipelineForText2Image, model_id, dtype, local_files_only=offline is not None)
         except (OSError, ValueError) as error:
-            from huggingface_hub import constants
-
-            raise WeightsNotFoundError(
-                f"text-to-image model '{model_id}' could not be loaded: it is not a local diffusers directory, not in "
-                f"the Hugging Face cache ({constants.HF_HUB_CACHE}), and could not be downloaded (offline?).\n"
-                f"Fix: on a machine with internet run `hf download {model_id}` (older huggingface_hub: "
-                f"`huggingface-cli download {model_id}`; HF_HOME sets the cache), "
-                f"or pass --text_model /path/to/a/diffusers/pipeline/dir.\nOriginal error: {type(error).__name__}: {error}"
-            ) from error
+            raise WeightsNotFoundError(missing_model_message(model_id, offline, error)) from error
         pipeline.set_progress_bar_config(disable=True)
         self.pipeline = pipeline.to(self.device)
 
     @staticmethod
-    def _load(pipeline_class: type, model_id: str, dtype: torch.dtype):
-        """``from_pretrained``; in fp16, the repo's fp16 weight files when it has them (half the download)."""
+    def _load(pipeline_class: type, model_id: str, dtype: torch.dtype, local_files_only: bool = False):
+        """``from_pretrained``; in fp16, the repo's fp16 weight files when it has them (half the download).
+
+        ``local_files_only``: read the Hugging Face cache only (offline), never the network.
+        """
         local = Path(model_id).expanduser()
         source = str(local) if local.is_dir() else model_id
+        options = {"torch_dtype": dtype, "local_files_only": local_files_only}
         with warnings.catch_warnings():
             # diffusers >= 0.36 renames torch_dtype to dtype; torch_dtype works in every supported version.
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+            # diffusers passes huggingface_hub a deprecated argument (a warning per file, nothing for the user to do).
+            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*", category=UserWarning)
             if dtype == torch.float16 and not local.is_dir():
                 try:
-                    return pipeline_class.from_pretrained(source, torch_dtype=dtype, variant="fp16")
+                    return pipeline_class.from_pretrained(source, variant="fp16", **options)
                 except (OSError, ValueError) as error:
                     log.info("no fp16 weight files in %s (%s); loading the default weights in fp16", model_id, error)
-            return pipeline_class.from_pretrained(source, torch_dtype=dtype)
+            return pipeline_class.from_pretrained(source, **options)
 
     @torch.no_grad()
     def generate(
