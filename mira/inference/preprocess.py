@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ from torch import Tensor
 from mira.data.images import image_to_float_rgba
 from mira.data.source_view import FOREGROUND_ALPHA_THRESHOLD, SourceFraming, prepare_source_view
 from mira.inference.errors import InputError, WeightsNotFoundError
+
+_log = logging.getLogger(__name__)
 
 # rembg's classic salient-object model (176 MB), the one TripoSR and OpenLRM users know.
 DEFAULT_REMBG_MODEL = "u2net"
@@ -116,6 +119,39 @@ def _rembg_home(directory: Path | None) -> Iterator[None]:
             os.environ["U2NET_HOME"] = previous
 
 
+def numba_cache_ready(package_dir: Path | None, cache_dir: str | None = None) -> bool:
+    """True when numba's on-disk cache (``*.nbi`` index files) already holds compiled code of ``package_dir``.
+
+    numba writes it next to the sources (``__pycache__``), or under ``NUMBA_CACHE_DIR`` (``cache_dir``) when
+    that is set; no package (``None``) means nothing to compile.
+    """
+    if package_dir is None:
+        return True
+    if any(package_dir.rglob("__pycache__/*.nbi")):
+        return True
+    return bool(cache_dir) and any(path for path in Path(cache_dir).rglob("*.nbi") if package_dir.name in str(path))
+
+
+def announce_rembg_setup(say: Callable[[str], None] | None = None) -> bool:
+    """Say so (one line) before the first ``import rembg`` of this installation compiles its numba code.
+
+    rembg imports pymatting, whose numba functions compile on their first import (about a minute on
+    a small CPU) and are cached afterwards. Returns True when the line was said.
+    """
+    import importlib.util
+    import sys
+
+    if "rembg" in sys.modules:
+        return False
+    spec = importlib.util.find_spec("pymatting")
+    package_dir = Path(spec.origin).parent if spec is not None and spec.origin else None
+    if numba_cache_ready(package_dir, os.environ.get("NUMBA_CACHE_DIR")):
+        return False
+    (say or _log.warning)("background removal (rembg) is being set up: a one-off compilation of its numba code, "
+                          "which may take a minute; later runs start at once")
+    return True
+
+
 # A remover, or a function that creates one when an image first needs it (rembg loads slowly).
 RemoverSource = Union["BackgroundRemover", Callable[[], "BackgroundRemover"], None]
 
@@ -138,6 +174,7 @@ class BackgroundRemover:
     """
 
     def __init__(self, model: str = DEFAULT_REMBG_MODEL) -> None:
+        announce_rembg_setup()
         import rembg
         from rembg.sessions import sessions as rembg_sessions
 
