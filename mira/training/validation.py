@@ -33,6 +33,8 @@ def run_validation(
     Returns:
         ``{"psnr", "ssim", "lpips", "mse", "num_views"}`` averaged over all ranks' views, and on
         each rank a preview grid (3, 2 * H, V * W) (targets over predictions) of its first object.
+        LPIPS from a random-weight backbone (``lpips_pretrained_backbone: false``, tests) is
+        reported as ``"lpips_random_backbone"``: it is no perceptual distance.
     """
     was_training = model.training
     model.eval()
@@ -67,5 +69,10 @@ def run_validation(
     metrics = {"psnr": float(sums[0]) / count, "ssim": float(sums[1]) / count, "mse": float(sums[3]) / count,
                "num_views": float(sums[4])}
     if lpips_module is not None:
-        metrics["lpips"] = float(sums[2]) / count
+        metrics[lpips_metric_name(lpips_module)] = float(sums[2]) / count
     return metrics, preview
+
+
+def lpips_metric_name(lpips_module: nn.Module) -> str:
+    """``"lpips"``, or ``"lpips_random_backbone"`` for an LPIPS network whose backbone has random weights."""
+    return "lpips_random_backbone" if getattr(lpips_module, "pnet_rand", False) else "lpips"
