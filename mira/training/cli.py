@@ -24,8 +24,8 @@ DEFAULT_CONFIG_PATH = "configs/config.json"
 REPO_DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / DEFAULT_CONFIG_PATH
 
 EPILOG = """examples:
-  python train_ddp.py --config_path configs/tiny.json --synthetic_objects 8 --max_steps 30 --model_save_path checkpoints/tiny-spheres  # no dataset needed, about a minute on a CPU
-  python train_ddp.py --config_path configs/tiny.json --data_dir data/tiny --max_steps 300 --model_save_path checkpoints/tiny  # after load_input_data.py --synthetic 8 --output_path data/tiny ...
+  python train_ddp.py --config_path configs/tiny.json --synthetic_objects 8 --num_epochs 5 --max_steps 10 --model_save_path checkpoints/tiny-spheres  # no dataset needed, about a minute
+  python train_ddp.py --config_path configs/tiny.json --num_epochs 200 --max_steps 300  # the README smoke run (data/tiny: see load_input_data.py --help), about 3 min
   python train_ddp.py --config_path configs/mira-base.json --set data_dir=data/renders --set batch_size=4
   torchrun --standalone --nproc_per_node=4 train_ddp.py --config_path configs/mira-demo.json --time_limit_minutes 9  # GPUs, procedural data
   python train_ddp.py --config_path configs/config.json --init_from zxhezexin/openlrm-mix-base-1.1 --data_dir data/renders  # fine-tune OpenLRM
