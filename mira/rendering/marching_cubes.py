@@ -268,3 +268,37 @@ def marching_cubes(
     edge_ids = torch.sort(torch.cat(vertex_ids)).values
     faces = torch.searchsorted(edge_ids, torch.cat(triangle_ids))
     return edge_vertices(volume, level, edge_ids), faces
+
+
+def triangle_set_difference(
+    reference: tuple[np.ndarray, np.ndarray], mesh: tuple[np.ndarray, np.ndarray], atol: float = 1e-5
+) -> str | None:
+    """How two marching-cubes meshes differ, or None when they have the same triangles.
+
+    Same means: as many vertices and faces, every vertex of ``mesh`` within ``atol`` of a vertex of
+    ``reference``, and, once each is snapped to its nearest reference vertex, the same oriented triangles
+    as position triples (a multiset; order and vertex numbering free). Positions rather than indices,
+    because meshes clamped onto a box put several vertices at one point.
+
+    Args:
+        reference, mesh: vertices (V, 3) and faces (F, 3) each.
+    """
+    from scipy.spatial import cKDTree
+
+    (v_ref, f_ref), (v, f) = reference, mesh
+    if v.shape != v_ref.shape or f.shape != f_ref.shape:
+        return f"{len(v):,} vs {len(v_ref):,} vertices, {len(f):,} vs {len(f_ref):,} faces"
+    if len(v) == 0:
+        return None
+    distance, nearest = cKDTree(v_ref).query(v)
+    if distance.max() > atol:
+        return f"vertices up to {distance.max():.2g} from the reference's"
+    if _position_triangles(v_ref, f_ref) != _position_triangles(v_ref[nearest], f):
+        return "different triangles"
+    return None
+
+
+def _position_triangles(vertices: np.ndarray, faces: np.ndarray) -> list[tuple]:
+    """Sorted triangles (F,) as position triples, each rotated to start at its smallest corner."""
+    corners = [tuple(map(tuple, triangle)) for triangle in np.asarray(vertices)[np.asarray(faces)].tolist()]
+    return sorted(min(t[k:] + t[:k] for k in range(3)) for t in corners)
