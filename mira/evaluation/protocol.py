@@ -43,6 +43,7 @@ from mira.evaluation.baselines import render_sphere, sphere_from_source, sphere_
 from mira.evaluation.scoring import (IMAGE_METRICS, ImageScorer, ScoringSettings, extract_scored_mesh, mean_scores,
                                      score_geometry)
 from mira.evaluation.views import ViewSet, prepare_views
+from mira.rendering.chunking import chunked
 
 logger = logging.getLogger(__name__)
 
@@ -139,13 +140,11 @@ def reconstruct_and_render(
     device = next(model.parameters()).device
     triplanes = model.forward_triplanes(image[None].to(device), source_c2w[None].to(device), source_intrinsics[None].to(device))
     height, width = targets.size
-    chunks = []
-    for start in range(0, len(targets), views_per_batch):
-        c2w = targets.c2w[start : start + views_per_batch][None].to(device)
-        intrinsics = targets.intrinsics[start : start + views_per_batch][None].to(device)
-        chunks.append(model.renderer.render_images(triplanes, c2w, intrinsics, height, width))
-    rendered = {key: torch.cat([chunk[key][0] for chunk in chunks], dim=0).float() for key in chunks[0]}
-    return triplanes, rendered
+    rendered = chunked(
+        lambda c2w, intrinsics: model.renderer.render_images(triplanes, c2w.to(device), intrinsics.to(device), height, width),
+        targets.c2w[None], targets.intrinsics[None], chunk_size=views_per_batch, dim=1,
+    )
+    return triplanes, {key: value[0].float() for key, value in rendered.items()}
 
 
 class ModelPredictor:

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mira.rendering.chunking import chunked
+
 if TYPE_CHECKING:
     import trimesh
 
@@ -257,13 +259,9 @@ def dilate_texture(image: np.ndarray, covered: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def query_colors(renderer: Any, triplanes: Tensor, points: np.ndarray, chunk_size: int = BAKE_QUERY_CHUNK) -> np.ndarray:
     """Colour field at world points (P, 3) -> (P, 3) float32 in [0, 1] (sRGB-encoded)."""
-    colors = np.empty((len(points), 3), dtype=np.float32)
-    device = triplanes.device
-    for start in range(0, len(points), chunk_size):
-        chunk = torch.as_tensor(points[start : start + chunk_size], dtype=torch.float32, device=device)
-        rgb = renderer.query(triplanes, chunk[None])["rgb"][0]
-        colors[start : start + len(chunk)] = rgb.float().clamp(0.0, 1.0).cpu().numpy()
-    return colors
+    points = torch.as_tensor(points, dtype=torch.float32, device=triplanes.device)
+    rgb = chunked(lambda part: renderer.query(triplanes, part[None])["rgb"][0].float(), points, chunk_size=chunk_size)
+    return rgb.clamp(0.0, 1.0).cpu().numpy()
 
 
 def bake_texture(

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from mira.atomic import atomic_output
 from mira.cameras import orbit_cameras
+from mira.rendering.chunking import chunk_slices
 
 VIDEO_FORMATS = ("mp4", "gif")
 # libx264 quality on imageio's 0..10 scale (10 = best); 8 keeps thin edges crisp at small sizes.
@@ -62,11 +63,11 @@ def render_orbit_frames(
     intrinsics = intrinsics.to(device=device, dtype=torch.float32).reshape(1, 1, 4)
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
     with tqdm(total=num_frames, desc="video", unit="frame", disable=not progress, leave=False) as bar:
-        for start in range(0, num_frames, views_per_chunk):
-            views = c2w[start : start + views_per_chunk][None]  # (1, V, 4, 4)
+        for part in chunk_slices(num_frames, views_per_chunk):
+            views = c2w[part][None]  # (1, V, 4, 4)
             rgb = renderer.render_images(triplanes, views, intrinsics.expand(1, views.shape[1], 4), size, size,
                                          occupancy=occupancy)["rgb"]
-            frames[start : start + views.shape[1]] = to_uint8_frames(rgb[0])
+            frames[part] = to_uint8_frames(rgb[0])
             bar.update(views.shape[1])  # frames, not batches of them
     return frames
 

@@ -35,8 +35,8 @@ def chunked(fn: Callable[..., Any], *inputs: Tensor, chunk_size: int, dim: int =
     """``fn(*inputs)`` computed ``chunk_size`` items at a time along ``dim`` of every input.
 
     ``fn`` is called on matching slices of the inputs (same size along ``dim``), at least once (an empty
-    input gives one empty chunk), and its outputs are concatenated along ``dim``: a tensor, or a tuple,
-    list or dict of tensors.
+    input gives one empty chunk), and its outputs are concatenated along ``dim``: a tensor, or (nested)
+    tuples, lists or dicts of tensors.
 
     Args:
         fn: maps slices (..., n, ...) of the inputs to outputs with n items along ``dim``.
@@ -57,14 +57,14 @@ def chunked(fn: Callable[..., Any], *inputs: Tensor, chunk_size: int, dim: int =
 
 
 def concatenate(outputs: Sequence[Any], dim: int) -> Any:
-    """Concatenate per-chunk outputs along ``dim``: tensors, or tuples / lists / dicts of tensors."""
+    """Concatenate per-chunk outputs along ``dim``: tensors, or (nested) tuples / lists / dicts of tensors."""
     first = outputs[0]
     if len(outputs) == 1:
         return first
     if isinstance(first, Tensor):
         return torch.cat(list(outputs), dim=dim)
     if isinstance(first, Mapping):
-        return {key: torch.cat([output[key] for output in outputs], dim=dim) for key in first}
+        return {key: concatenate([output[key] for output in outputs], dim) for key in first}
     if isinstance(first, (tuple, list)):
-        return type(first)(torch.cat([output[index] for output in outputs], dim=dim) for index in range(len(first)))
+        return type(first)(concatenate([output[index] for output in outputs], dim) for index in range(len(first)))
     raise TypeError(f"chunked can concatenate tensors, tuples, lists or dicts of tensors, not {type(first).__name__}")

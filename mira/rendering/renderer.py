@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from mira.cameras import pixel_centers, rays_from_pixels
 from mira.config import RendererConfig
+from mira.rendering.chunking import chunked
 from mira.rendering.compositing import composite
 from mira.rendering.eg3d_marching import (
     EMPTY_LOGIT,
@@ -107,12 +108,12 @@ class TriplaneRenderer(nn.Module):
         """
         _check_batch(triplanes, points, "points")
         chunk = max(1, self.ray_chunk_size * self.num_coarse_samples // max(1, points.shape[0]))
-        densities, colors = [], []
-        for start in range(0, max(1, points.shape[1]), chunk):
-            density, rgb = self.point_field(triplanes, points[:, start : start + chunk])
-            densities.append(density)
-            colors.append(rgb.clamp(0.0, 1.0))
-        return {"density": torch.cat(densities, dim=1), "rgb": torch.cat(colors, dim=1)}
+
+        def field(part: Tensor) -> dict[str, Tensor]:
+            density, rgb = self.point_field(triplanes, part)
+            return {"density": density, "rgb": rgb.clamp(0.0, 1.0)}
+
+        return chunked(field, points, chunk_size=chunk, dim=1)
 
     # ------------------------------------------------------------------ rays
     def forward(self, triplanes: Tensor, origins: Tensor, directions: Tensor,
@@ -139,12 +140,9 @@ class TriplaneRenderer(nn.Module):
         if occupancy is not None and triplanes.shape[0] != 1:
             raise ValueError(f"mira/rendering/renderer.py: an occupancy grid belongs to one triplane, got a batch of {triplanes.shape[0]}")
         rays_per_chunk = max(1, self.ray_chunk_size // origins.shape[0])
-        chunks = [
-            self._render_chunk(triplanes, origins[:, start : start + rays_per_chunk],
-                               directions[:, start : start + rays_per_chunk], background, occupancy)
-            for start in range(0, max(1, origins.shape[1]), rays_per_chunk)  # N = 0 still gives one (empty) chunk
-        ]
-        return {key: torch.cat([chunk[key] for chunk in chunks], dim=1) for key in OUTPUT_CHANNELS}
+        out = chunked(lambda o, d: self._render_chunk(triplanes, o, d, background, occupancy), origins, directions,
+                      chunk_size=rays_per_chunk, dim=1)  # N = 0 still gives one (empty) chunk
+        return {key: out[key] for key in OUTPUT_CHANNELS}
 
     def render_pixels(
         self,
