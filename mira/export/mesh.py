@@ -1,13 +1,16 @@
 """Coloured triangle mesh from a triplane's density field.
 
-1. :func:`query_density_grid` evaluates the density on a ``resolution^3`` grid whose points
-   span the renderer's box *exactly* (corner points included), chunk by chunk through
-   ``renderer.query``.
+1. :func:`density_grid` evaluates the density on a ``resolution^3`` grid whose points span the
+   renderer's box *exactly* (corner points included), chunk by chunk through ``renderer.query``:
+   from 64^3 up coarse-to-fine (:func:`mira.rendering.density_grid.coarse_to_fine_density_grid`:
+   a coarse grid, then full resolution only in the blocks the surface crosses, the same mesh as the
+   dense grid on smooth fields), below that every point (:func:`query_density_grid`).
 2. :func:`marching_cubes_world` pads the grid with one empty layer (so every surface is
-   closed, also where the object touches the box) and runs PyMCubes at the density
-   threshold; vertices come back in grid-index coordinates and :func:`grid_index_to_world`
-   maps them to the world frame. Faces are wound so their normals point out of the
-   object (positive signed volume).
+   closed, also where the object touches the box) and runs marching cubes at the density
+   threshold: MIRA's vectorised PyTorch implementation (:mod:`mira.rendering.marching_cubes`, on
+   the grid's device) or PyMCubes, which give the same triangles; vertices come back in grid-index
+   coordinates and :func:`grid_index_to_world` maps them to the world frame. Faces are wound so
+   their normals point out of the object (positive signed volume).
 3. Optional clean-up: keep the largest connected component; quadric simplification or
    Instant Meshes remeshing (triangles or quads).
 4. :func:`query_vertex_colors` reads the colour field at the final vertices.
@@ -25,16 +28,23 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import mcubes
 import numpy as np
 import torch
+import torch.nn.functional as F
 import trimesh
 from PIL import Image
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from mira.atomic import atomic_output, write_bytes_atomic, write_text_atomic
 from mira.export.gltf import glb_bytes
+from mira.rendering.chunking import chunked
+from mira.rendering.density_grid import (
+    DensityFunction,
+    coarse_to_fine_density_grid,
+    dense_density_grid,
+    grid_points_for_indices,
+)
+from mira.rendering.marching_cubes import marching_cubes as torch_marching_cubes
 
 # OpenLRM's mesh threshold on the raw density (sigma, per world unit). With ~100 samples
 # across a 2-unit box (delta ~ 0.02), sigma = 10 is an opacity of ~0.2 per sample: the
@@ -42,6 +52,12 @@ from mira.export.gltf import glb_bytes
 DEFAULT_DENSITY_THRESHOLD = 10.0
 # Points per renderer.query call (density grid and vertex colours).
 DEFAULT_QUERY_CHUNK_SIZE = 262_144
+# Marching-cubes implementations (the same triangles): MIRA's PyTorch one (mira/rendering/marching_cubes.py,
+# CPU and CUDA) and PyMCubes (CPU).
+MARCHING_CUBES_METHODS = ("torch", "pymcubes")
+DEFAULT_MARCHING_CUBES = "torch"
+# extract_mesh evaluates the density coarse-to-fine from this resolution up (below it the dense grid costs little).
+COARSE_TO_FINE_MIN_RESOLUTION = 64
 MESH_FORMATS = ("ply", "obj", "glb")
 # glTF's frame from MIRA's canonical world (+Z up, the input camera on +X, image right = +Y):
 # (x, y, z) -> (y, z, x). +Z up becomes +Y up, and the side the input image shows faces +Z, glTF's
@@ -93,18 +109,12 @@ def grid_index_to_world(indices: np.ndarray, resolution: int, box_min: np.ndarra
     )
 
 
-def grid_points_for_indices(
-    flat_indices: Tensor, resolution: int, box_min: Tensor, box_max: Tensor
-) -> Tensor:
-    """World points (P, 3) of flat grid indices (P,) in C order over ``(x, y, z)``."""
-    i = torch.div(flat_indices, resolution * resolution, rounding_mode="floor")
-    j = torch.div(flat_indices, resolution, rounding_mode="floor") % resolution
-    k = flat_indices % resolution
-    ijk = torch.stack([i, j, k], dim=-1).to(box_min.dtype)
-    return box_min + ijk * ((box_max - box_min) / (resolution - 1))
-
-
 # ---------------------------------------------------------------------- field queries
+def density_function(renderer: Any, triplanes: Tensor) -> DensityFunction:
+    """The density field of one triplane (1, 3, C, R, R): world points (P, 3) -> (P,) float32."""
+    return lambda points: renderer.query(triplanes, points[None])["density"][0, :, 0].float()
+
+
 @torch.no_grad()
 def query_density_grid(
     renderer: Any,
@@ -115,7 +125,7 @@ def query_density_grid(
     chunk_size: int = DEFAULT_QUERY_CHUNK_SIZE,
     progress: bool = False,
 ) -> np.ndarray:
-    """Density on the ``resolution^3`` grid over the box.
+    """Density on every point of the ``resolution^3`` grid over the box.
 
     Args:
         renderer: has ``query(triplanes (1, 3, C, R, R), points (1, P, 3)) -> {"density": (1, P, 1)}``.
@@ -123,19 +133,38 @@ def query_density_grid(
     Returns:
         float32 array (resolution, resolution, resolution), ``[i, j, k]`` at x_i, y_j, z_k.
     """
-    if resolution < 2:
-        raise ValueError(f"mesh resolution must be at least 2, got {resolution}")
-    device = triplanes.device
-    lo = torch.as_tensor(box_min, dtype=torch.float32, device=device)
-    hi = torch.as_tensor(box_max, dtype=torch.float32, device=device)
-    total = resolution**3
-    density = torch.empty(total, dtype=torch.float32, device=device)
-    starts = range(0, total, chunk_size)
-    for start in tqdm(starts, desc=f"density grid {resolution}^3", disable=not progress, leave=False):
-        flat = torch.arange(start, min(start + chunk_size, total), device=device)
-        points = grid_points_for_indices(flat, resolution, lo, hi)
-        density[start : start + flat.numel()] = renderer.query(triplanes, points[None])["density"][0, :, 0].float()
-    return density.reshape(resolution, resolution, resolution).cpu().numpy()
+    lo, hi = _box_tensors(box_min, box_max, triplanes.device)
+    grid = dense_density_grid(density_function(renderer, triplanes), resolution, lo, hi, chunk_size, progress)
+    return grid.cpu().numpy()
+
+
+@torch.no_grad()
+def density_grid(
+    renderer: Any,
+    triplanes: Tensor,
+    resolution: int,
+    box_min: np.ndarray,
+    box_max: np.ndarray,
+    level: float,
+    coarse_to_fine: bool | None = None,
+    chunk_size: int = DEFAULT_QUERY_CHUNK_SIZE,
+    progress: bool = False,
+) -> Tensor:
+    """The density grid marching cubes needs at ``level``: (R, R, R) float32 on the triplanes' device.
+
+    Args:
+        coarse_to_fine: evaluate coarse-to-fine (:func:`mira.rendering.density_grid.coarse_to_fine_density_grid`:
+            exact in every cell the ``level`` surface crosses, interpolated elsewhere) rather than every
+            point; None: from :data:`COARSE_TO_FINE_MIN_RESOLUTION` up.
+    """
+    lo, hi = _box_tensors(box_min, box_max, triplanes.device)
+    field = density_function(renderer, triplanes)
+    if coarse_to_fine is None:
+        coarse_to_fine = resolution >= COARSE_TO_FINE_MIN_RESOLUTION
+    if coarse_to_fine:
+        return coarse_to_fine_density_grid(field, resolution, lo, hi, level, chunk_size=chunk_size,
+                                           progress=progress).density
+    return dense_density_grid(field, resolution, lo, hi, chunk_size, progress)
 
 
 @torch.no_grad()
@@ -146,15 +175,24 @@ def query_vertex_colors(
     colors = np.empty((len(vertices), 4), dtype=np.uint8)
     colors[:, 3] = 255
     points = torch.as_tensor(vertices, dtype=torch.float32, device=triplanes.device)
-    for start in range(0, len(vertices), chunk_size):
-        rgb = renderer.query(triplanes, points[None, start : start + chunk_size])["rgb"][0]
-        colors[start : start + rgb.shape[0], :3] = (rgb.float().clamp(0, 1) * 255).round().byte().cpu().numpy()
+    rgb = chunked(lambda part: renderer.query(triplanes, part[None])["rgb"][0], points, chunk_size=chunk_size)
+    colors[:, :3] = (rgb.float().clamp(0, 1) * 255).round().byte().cpu().numpy()
     return colors
+
+
+def _box_tensors(box_min: np.ndarray, box_max: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor]:
+    """(3,) float32 tensors of the box on ``device``."""
+    as_tensor = lambda value: torch.as_tensor(np.asarray(value), dtype=torch.float32, device=device)  # noqa: E731
+    return as_tensor(box_min), as_tensor(box_max)
 
 
 # ---------------------------------------------------------------------- surface
 def marching_cubes_world(
-    density: np.ndarray, threshold: float, box_min: np.ndarray, box_max: np.ndarray
+    density: np.ndarray | Tensor,
+    threshold: float,
+    box_min: np.ndarray,
+    box_max: np.ndarray,
+    method: str = DEFAULT_MARCHING_CUBES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Closed isosurface ``density == threshold`` of a grid, in world coordinates.
 
@@ -162,23 +200,35 @@ def marching_cubes_world(
     closing caps are clamped onto the box faces.
 
     Args:
-        density: (R, R, R), see the module docstring for the grid convention.
+        density: (R, R, R) array or tensor, see the module docstring for the grid convention.
         threshold: positive density level.
+        method: ``"torch"`` (:func:`mira.rendering.marching_cubes.marching_cubes`, on a tensor's device)
+            or ``"pymcubes"`` (CPU); both give the same triangles.
     Returns:
         vertices (V, 3) float64 world points and faces (F, 3) int64, normals pointing outward
         (from high to low density).
     """
+    if method not in MARCHING_CUBES_METHODS:
+        raise ValueError(f"marching cubes method must be one of {MARCHING_CUBES_METHODS}, got {method!r}")
     if threshold <= 0:
         raise ValueError(f"density threshold must be positive (density is >= 0), got {threshold}")
     resolution = density.shape[0]
-    if float(density.max()) <= threshold:
+    max_density = float(density.max())
+    if max_density <= threshold:
         raise MeshExtractionError(
             f"no surface: the density never exceeds the threshold {threshold:g} on the {resolution}^3 grid "
-            f"(max density {float(density.max()):.4g}). Lower --density_threshold, or check the checkpoint "
+            f"(max density {max_density:.4g}). Lower --density_threshold, or check the checkpoint "
             "(an untrained model has no surface)."
         )
-    padded = np.pad(density, 1, mode="constant", constant_values=0.0)
-    vertices, faces = mcubes.marching_cubes(padded, float(threshold))
+    if method == "torch":
+        grid = torch.as_tensor(density)
+        vertices, faces = torch_marching_cubes(F.pad(grid, (1, 1, 1, 1, 1, 1), value=0.0), float(threshold))
+        vertices, faces = vertices.cpu().numpy(), faces.cpu().numpy()
+    else:
+        import mcubes
+
+        grid = density.cpu().numpy() if isinstance(density, Tensor) else density
+        vertices, faces = mcubes.marching_cubes(np.pad(grid, 1, mode="constant", constant_values=0.0), float(threshold))
     vertices = grid_index_to_world(vertices - 1.0, resolution, box_min, box_max)
     vertices = np.clip(vertices, box_min, box_max)
     faces = faces.astype(np.int64)
@@ -193,23 +243,53 @@ def fill_enclosed_cavities(density: np.ndarray, density_threshold: float) -> np.
     The inside of an opaque object is never seen by any camera, so a field is free to leave
     low-density pockets there, and marching cubes turns each into an inner shell that no renderer
     shows but every geometry metric counts (measured: a 4,300-face inner shell in a fitted object,
-    Chamfer 0.028 -> 0.044). ``scipy.ndimage.binary_fill_holes`` finds the voxels that empty space
-    outside the object cannot reach; their density is set just above ``density_threshold``.
+    Chamfer 0.028 -> 0.044). The cavities are the voxels that empty space outside the object cannot
+    reach, as ``scipy.ndimage.binary_fill_holes`` finds them (6-connected empty space); their density
+    is set just above ``density_threshold``. They are found by labelling the empty components inside
+    the occupied voxels' bounding box grown by one voxel (everything outside it reaches the border),
+    2.5x faster than ``binary_fill_holes`` at 256^3.
 
     Args:
         density: (R, R, R) densities.
     Returns:
-        (R, R, R) densities with enclosed empty voxels at ``2 * density_threshold`` (or +1 if <= 0).
+        (R, R, R) densities with enclosed empty voxels at ``2 * density_threshold`` (or +1 if <= 0);
+        ``density`` itself when there are none.
     """
-    from scipy.ndimage import binary_fill_holes
-
-    occupied = density > density_threshold
-    cavities = binary_fill_holes(occupied) & ~occupied
-    if not cavities.any():
+    cavities = enclosed_cavities(density > density_threshold)
+    if cavities is None:
         return density
     filled = density.copy()
     filled[cavities] = 2.0 * density_threshold if density_threshold > 0 else density_threshold + 1.0
     return filled
+
+
+def enclosed_cavities(occupied: np.ndarray) -> np.ndarray | None:
+    """Boolean mask (R, R, R) of the empty voxels that 6-connected empty space cannot reach from the grid's
+    border (``binary_fill_holes(occupied) & ~occupied``), or None when there are none."""
+    from scipy.ndimage import label
+
+    if not occupied.any():
+        return None
+    crop = []
+    for axis in range(3):
+        others = tuple(d for d in range(3) if d != axis)
+        present = np.flatnonzero(occupied.any(axis=others))
+        crop.append(slice(max(int(present[0]) - 1, 0), min(int(present[-1]) + 2, occupied.shape[axis])))
+    crop = tuple(crop)
+    labels, count = label(~occupied[crop])
+    if count == 0:
+        return None
+    border = np.zeros(count + 1, dtype=bool)  # labels that touch the crop's faces reach the outside
+    for axis in range(3):
+        for index in (0, -1):
+            border[np.take(labels, index, axis=axis)] = True
+    enclosed = ~border
+    enclosed[0] = False  # label 0: occupied voxels
+    if not enclosed.any():
+        return None
+    cavities = np.zeros(occupied.shape, dtype=bool)
+    cavities[crop] = enclosed[labels]
+    return cavities
 
 
 def _signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
@@ -316,6 +396,8 @@ def extract_mesh(
     box_min: Sequence[float] | None = None,
     box_max: Sequence[float] | None = None,
     progress: bool = False,
+    marching_cubes: str = DEFAULT_MARCHING_CUBES,
+    coarse_to_fine: bool | None = None,
 ) -> trimesh.Trimesh:
     """Coloured mesh of one triplane's density field, in world coordinates.
 
@@ -334,6 +416,9 @@ def extract_mesh(
         remesh_mode: ``"none"``, or ``"triangle"`` / ``"quad"`` Instant Meshes remeshing (:func:`remesh`),
             to the input's vertex count unless ``target_faces`` is given.
         box_min, box_max: the box the grid spans; default the renderer's box.
+        marching_cubes: ``"torch"`` (MIRA's, on the triplanes' device) or ``"pymcubes"``: the same triangles.
+        coarse_to_fine: evaluate the density grid coarse-to-fine (:func:`density_grid`); None: from
+            :data:`COARSE_TO_FINE_MIN_RESOLUTION` up.
     Returns:
         ``trimesh.Trimesh`` with outward faces and RGBA vertex colours from the colour field.
     Raises:
@@ -346,10 +431,16 @@ def extract_mesh(
     box_min, box_max = np.asarray(box_min, dtype=np.float64), np.asarray(box_max, dtype=np.float64)
     if density_threshold is None:
         density_threshold = surface_density_threshold(renderer)
-    density = query_density_grid(renderer, triplanes, resolution, box_min, box_max, chunk_size, progress)
+    if marching_cubes not in MARCHING_CUBES_METHODS:
+        raise ValueError(f"marching_cubes must be one of {MARCHING_CUBES_METHODS}, got {marching_cubes!r}")
+    density = density_grid(renderer, triplanes, resolution, box_min, box_max, density_threshold, coarse_to_fine,
+                           chunk_size, progress)
     if fill_cavities:
-        density = fill_enclosed_cavities(density, density_threshold)
-    vertices, faces = marching_cubes_world(density, density_threshold, box_min, box_max)
+        grid = density.cpu().numpy()
+        filled = fill_enclosed_cavities(grid, density_threshold)
+        if filled is not grid:  # cavities were filled (in a copy)
+            density = torch.from_numpy(filled).to(density.device)
+    vertices, faces = marching_cubes_world(density, density_threshold, box_min, box_max, marching_cubes)
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
     if largest_component:
         mesh = keep_largest_component(mesh)
