@@ -177,7 +177,8 @@ def edge_deltas(shape: torch.Size, tables: dict[str, Tensor]) -> Tensor:
     """(12,) int64: the id of a cell's edge ``e`` minus the flat index of the cell's corner (0, 0, 0), on a
     grid of ``shape``; an edge's id is ``axis * X * Y * Z + flat index of its lower end``."""
     strides = torch.tensor([shape[1] * shape[2], shape[2], 1], device=tables["axes"].device)
-    return tables["axes"] * (shape[0] * shape[1] * shape[2]) + tables["offsets"] @ strides
+    offsets = (tables["offsets"] * strides).sum(-1)  # not a matmul: CUDA has no integer matmul
+    return tables["axes"] * (shape[0] * shape[1] * shape[2]) + offsets
 
 
 def owned_edge_ids(cells: Tensor, cases: Tensor, shape: torch.Size, tables: dict[str, Tensor]) -> Tensor:
