@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         triplanes = model.forward_triplanes(view.image, view.c2w, view.intrinsics)
     scores = {level: [] for level in args.levels}
     for index in range(args.objects):
-        truth = object_mesh(objects, index, resolution=128).apply_transform(view.world_to_canonical[index].double().numpy())
+        truth = object_mesh(objects, index, resolution=128).apply_transform(view.world_to_canonical[index].double().cpu().numpy())
         for level in args.levels:
             try:
                 mesh = extract_mesh(model.renderer, triplanes[index:index + 1], args.resolution, density_threshold=level)

@@ -111,3 +111,21 @@ def test_fit_cli_errors_are_clear(extra, message, tmp_path, repo_root, monkeypat
             "--device", "cpu", *extra]
     with pytest.raises(SystemExit, match=message):
         main(argv)
+
+
+def test_fit_keeps_its_metrics_when_the_video_cannot_be_written(tiny_config, tmp_path, monkeypatch):
+    """A missing video encoder (imageio-ffmpeg absent on a GPU image) must not lose the fit's figures."""
+    import mira.evaluation.fit_object as fit_module
+
+    def no_encoder(*args, **kwargs):
+        raise ImportError("orbit.mp4: writing .mp4 needs imageio-ffmpeg")
+
+    monkeypatch.setattr(fit_module, "write_orbit_video", no_encoder)
+    views = render_box_views(num_views=8, size=8)
+    options = FitOptions(steps=3, batch_rays=64, triplane_res=8, triplane_dim=4)
+    settings = FitEvaluationSettings(render_size=8, lpips_backbone="none", mesh_resolution=16, video_frames=4,
+                                     progress=False, tensorboard=False)
+    with pytest.raises(ImportError, match="imageio-ffmpeg"):
+        fit_object(views, tmp_path, tiny_config, options, settings, device="cpu", object_name="box")
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["object"] == "box" and "psnr" in saved and "video" not in saved["outputs"]

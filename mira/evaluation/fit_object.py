@@ -148,6 +148,10 @@ def fit_object(
                 writer.add_scalar(f"heldout/{key}", metrics[key], options.steps)
         writer.close()
     write_json(metrics, out_dir / "metrics.json")
+    if settings.video_frames > 0:  # last: a video that cannot be written loses none of the above
+        metrics["outputs"]["video"] = str(write_orbit_video(model, all_views, settings, size,
+                                                            out_dir / settings.video_name))
+        write_json(metrics, out_dir / "metrics.json")
     return metrics
 
 
@@ -171,7 +175,7 @@ def write_fit_outputs(
     settings: FitEvaluationSettings,
     size: int,
 ) -> dict[str, Path]:
-    """Write the mesh, the video, the held-out comparison and the weights; return their paths."""
+    """Write the mesh, the held-out comparison and the weights (the video comes after metrics.json); return their paths."""
     from safetensors.torch import save_file
 
     from mira.atomic import atomic_output
@@ -189,8 +193,6 @@ def write_fit_outputs(
         from mira.export.mesh import save_mesh
 
         outputs["mesh"] = save_mesh(mesh, out_dir / "mesh.ply")
-    if settings.video_frames > 0:
-        outputs["video"] = write_orbit_video(model, all_views, settings, size, out_dir / settings.video_name)
     return outputs
 
 

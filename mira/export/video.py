@@ -106,10 +106,14 @@ def write_video(frames: np.ndarray, path: str | Path, fps: float) -> Path:
         if video_format == "mp4":
             if height % 2 or width % 2:
                 raise ValueError(f"{path}: mp4 (yuv420p) needs an even frame size, got {width}x{height}")
-            writer = imageio_v2.get_writer(
-                str(temp_path), format="FFMPEG", fps=fps, codec="libx264", quality=MP4_QUALITY,
-                pixelformat="yuv420p", macro_block_size=1,
-            )
+            try:
+                writer = imageio_v2.get_writer(
+                    str(temp_path), format="FFMPEG", fps=fps, codec="libx264", quality=MP4_QUALITY,
+                    pixelformat="yuv420p", macro_block_size=1,
+                )
+            except ImportError as error:
+                raise ImportError(f"{path}: writing .mp4 needs imageio-ffmpeg (pip install imageio-ffmpeg); "
+                                  f"or write a .gif instead ({error})") from error
             with writer:
                 for frame in frames:
                     writer.append_data(frame)
