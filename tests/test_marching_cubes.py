@@ -217,6 +217,21 @@ def test_extract_mesh_methods_agree_with_colours():
     assert b.is_watertight and b.volume == pytest.approx(4 / 3 * math.pi * 0.4**3, rel=0.02)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_and_cpu_agree():
+    """The same vertices and faces (same order) on CUDA as on the CPU, and PyMCubes' triangles."""
+    rng = np.random.default_rng(11)
+    for volume, level in [(torus_grid(), 0.0), (rng.standard_normal((33, 29, 31)), 0.2)]:
+        cpu = marching_cubes(torch.from_numpy(volume), level)
+        cuda = marching_cubes(torch.from_numpy(volume).cuda(), level)
+        assert torch.equal(cpu[1], cuda[1].cpu())
+        torch.testing.assert_close(cpu[0], cuda[0].cpu(), rtol=0, atol=1e-12)
+        assert_same_mesh(mcubes.marching_cubes(volume, level), (cuda[0].cpu().numpy(), cuda[1].cpu().numpy()))
+    dense = dense_density_grid(torus_density, 80, *BOX)
+    sparse = coarse_to_fine_density_grid(torus_density, 80, *(b.cuda() for b in BOX), 5.0)
+    assert torch.equal(marching_cubes(dense, 5.0)[1], marching_cubes(sparse.density, 5.0)[1].cpu())
+
+
 # ---------------------------------------------------------------------- coarse-to-fine density
 def torus_density(points: torch.Tensor) -> torch.Tensor:
     ring = torch.stack([points[:, :2].norm(dim=-1) - 0.5, points[:, 2]], dim=-1)
@@ -260,6 +275,16 @@ def test_extract_mesh_coarse_to_fine_on_a_triplane_renderer():
     assert_same_mesh((np.asarray(full.vertices), np.asarray(full.faces)), (np.asarray(fast.vertices), np.asarray(fast.faces)), 1e-5)
     _, match = cKDTree(fast.vertices).query(full.vertices)
     np.testing.assert_array_equal(full.visual.vertex_colors, fast.visual.vertex_colors[match])
+
+
+def test_coarse_to_fine_without_a_coarse_surface_evaluates_everything():
+    """A ball smaller than the coarse spacing between coarse points: the coarse grid sees no surface, so
+    every point is evaluated and the ball is still meshed."""
+    field = lambda p: (100 * (0.05 - (p - torch.tensor([0.11, 0.13, -0.12])).norm(dim=-1))).clamp_min(0)  # noqa: E731
+    sparse = coarse_to_fine_density_grid(field, 65, *BOX, 1.0, block=8)
+    assert sparse.evaluated.all()
+    assert torch.equal(marching_cubes(sparse.density, 1.0)[1], marching_cubes(dense_density_grid(field, 65, *BOX), 1.0)[1])
+    assert len(marching_cubes(sparse.density, 1.0)[1]) > 0
 
 
 def test_coarse_to_fine_evaluates_fewer_points():

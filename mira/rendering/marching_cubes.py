@@ -279,7 +279,7 @@ def triangle_set_difference(
     Same means: as many vertices and faces, every vertex of ``mesh`` within ``atol`` of a vertex of
     ``reference``, and, once each is snapped to its nearest reference vertex, the same oriented triangles
     as position triples (a multiset; order and vertex numbering free). Positions rather than indices,
-    because meshes clamped onto a box put several vertices at one point.
+    because meshes clamped onto a box put several vertices at one point. Vectorised (numpy, a k-d tree).
 
     Args:
         reference, mesh: vertices (V, 3) and faces (F, 3) each.
@@ -294,12 +294,18 @@ def triangle_set_difference(
     distance, nearest = cKDTree(v_ref).query(v)
     if distance.max() > atol:
         return f"vertices up to {distance.max():.2g} from the reference's"
-    if _position_triangles(v_ref, f_ref) != _position_triangles(v_ref[nearest], f):
+    _, position_id = np.unique(np.asarray(v_ref), axis=0, return_inverse=True)  # ids in position order
+    position_id = position_id.reshape(-1)
+    if not np.array_equal(_sorted_triangles(position_id[f_ref]), _sorted_triangles(position_id[nearest][f])):
         return "different triangles"
     return None
 
 
-def _position_triangles(vertices: np.ndarray, faces: np.ndarray) -> list[tuple]:
-    """Sorted triangles (F,) as position triples, each rotated to start at its smallest corner."""
-    corners = [tuple(map(tuple, triangle)) for triangle in np.asarray(vertices)[np.asarray(faces)].tolist()]
-    return sorted(min(t[k:] + t[:k] for k in range(3)) for t in corners)
+def _sorted_triangles(faces: np.ndarray) -> np.ndarray:
+    """Triangles (F, 3) of position ids, each rotated to start at its smallest id (orientation kept),
+    rows sorted: a canonical form of the multiset of oriented triangles."""
+    faces = np.asarray(faces, dtype=np.int64)
+    start = faces.argmin(axis=1)
+    rows = np.arange(len(faces))
+    rotated = np.stack([faces[rows, (start + k) % 3] for k in range(3)], axis=1)
+    return rotated[np.lexsort(rotated.T[::-1])]
