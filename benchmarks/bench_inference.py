@@ -11,9 +11,15 @@ Random weights (timing does not depend on them): the DINOv2 encoder is built fro
 Stages (each after warm-up, CUDA-synchronised; peak GPU memory per stage):
 
 * ``image -> triplane``: one ``forward_triplanes`` of a batch of one (encoder + decoder).
-* ``mesh N^3``: density grid through ``renderer.query``, marching cubes, vertex colours. A
-  random model has no object, so the iso-level is the 95th percentile of its density grid
-  (the face count is printed: it sets the marching-cubes and colour cost).
+* ``mesh N^3``: density grid through ``renderer.query`` (every point, and coarse-to-fine:
+  :mod:`mira.rendering.density_grid`), marching cubes (PyMCubes on the CPU, and MIRA's PyTorch
+  implementation on the CPU and on the device: :mod:`mira.rendering.marching_cubes`, checked to give
+  PyMCubes' triangles), vertex colours; the totals of the old path (every point, PyMCubes) and of
+  ``extract_mesh``'s default (coarse-to-fine, torch on the device). A random model has no object, so
+  the iso-level is the 95th percentile of its density grid and the surface fills the box (the face
+  count is printed: it sets the marching-cubes and colour cost). Coarse-to-fine gains little on such a
+  field and can miss speckles smaller than its coarse spacing (its row says whether it gave the dense
+  grid's triangles); ``benchmarks/bench_mesh.py`` times a real object.
 * ``video``: ``render_orbit_frames`` (120 frames at 256^2 by default) and the mp4 write.
 * ``end to end``: ``test.py``'s per-input work (preprocess, reconstruct, mesh at 256^3, video,
   files), with model loading timed separately.
@@ -39,8 +45,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from mira.config import MiraConfig, load_config  # noqa: E402
-from mira.export.mesh import marching_cubes_world, query_density_grid, query_vertex_colors, renderer_box  # noqa: E402
+from mira.export.mesh import (  # noqa: E402
+    COARSE_TO_FINE_MIN_RESOLUTION,
+    density_grid,
+    marching_cubes_world,
+    query_density_grid,
+    query_vertex_colors,
+    renderer_box,
+)
 from mira.export.video import render_orbit_frames, write_video  # noqa: E402
+from mira.rendering.marching_cubes import triangle_set_difference  # noqa: E402
 from mira.inference.pipeline import InferencePipeline, InferenceSettings, WorkItem  # noqa: E402
 from mira.cameras import canonical_source_c2w  # noqa: E402
 
@@ -159,18 +173,7 @@ def run(args: argparse.Namespace) -> dict:
     box = renderer_box(model.renderer)
     level = None
     for resolution in args.mesh_resolutions:
-        with torch.inference_mode(), autocast:
-            grid = recorder.time(f"mesh {resolution}^3: density grid", lambda: query_density_grid(
-                model.renderer, triplanes, resolution, *box, chunk_size=args.mesh_chunk_size), 1, 1,
-                f"{resolution**3 / 1e6:.1f} M points, chunks of {args.mesh_chunk_size}")
-            level = float(np.quantile(grid, MESH_LEVEL_QUANTILE)) if level is None else level
-            vertices, faces = recorder.time(f"mesh {resolution}^3: marching cubes", lambda: marching_cubes_world(
-                grid, level, *box), 1, 0, "PyMCubes")
-            recorder.time(f"mesh {resolution}^3: vertex colours", lambda: query_vertex_colors(
-                model.renderer, triplanes, vertices, args.mesh_chunk_size), 1, 0,
-                f"{len(vertices):,} vertices, {len(faces):,} faces")
-        recorder.add(f"**mesh {resolution}^3 total**", sum(r["seconds"] for r in recorder.rows[-3:]),
-                     max((r["peak_gpu_gib"] or 0) for r in recorder.rows[-3:]) if device.type == "cuda" else None)
+        level = time_mesh(args, model, triplanes, box, resolution, level, autocast, recorder)
 
     frame_intrinsics = intrinsics[0]
     with torch.inference_mode(), autocast:
@@ -192,6 +195,54 @@ def run(args: argparse.Namespace) -> dict:
     return {"device": str(device), "config": f"openlrm-{args.openlrm}" if args.openlrm else args.config,
             "precision": args.precision,
             "parameters_m": parameters, "rows": recorder.rows}
+
+
+def time_mesh(args: argparse.Namespace, model, triplanes: torch.Tensor, box, resolution: int, level: float | None,
+              autocast, recorder: Recorder) -> float:
+    """The mesh rows at one resolution (see the module docstring); the iso-level (chosen at the first)."""
+    device = triplanes.device
+    first = len(recorder.rows)
+    with torch.inference_mode(), autocast:
+        grid = recorder.time(f"mesh {resolution}^3: density grid", lambda: query_density_grid(
+            model.renderer, triplanes, resolution, *box, chunk_size=args.mesh_chunk_size), 1, 1,
+            f"{resolution**3 / 1e6:.1f} M points, chunks of {args.mesh_chunk_size}")
+        level = float(np.quantile(grid, MESH_LEVEL_QUANTILE)) if level is None else level
+        coarse_row = len(recorder.rows)
+        coarse = recorder.time(f"mesh {resolution}^3: density grid, coarse-to-fine", lambda: density_grid(
+            model.renderer, triplanes, resolution, *box, level, coarse_to_fine=True, chunk_size=args.mesh_chunk_size),
+            1, 1)
+        reference = recorder.time(f"mesh {resolution}^3: marching cubes, PyMCubes", lambda: marching_cubes_world(
+            grid, level, *box, method="pymcubes"), 1, 0, "CPU")
+        recorder.rows[coarse_row]["note"] = ("full resolution only near the surface; the dense grid's triangles: "
+                                             + same_triangles(reference, marching_cubes_world(coarse, level, *box)))
+        meshes = {}
+        for mc_device in dict.fromkeys(["cpu", device.type]):
+            on_device = torch.from_numpy(grid).to(mc_device)
+            meshes[mc_device] = recorder.time(
+                f"mesh {resolution}^3: marching cubes, torch ({mc_device})",
+                lambda: marching_cubes_world(on_device, level, *box, method="torch"), args.repeats, 1,
+                f"same triangles as PyMCubes: {same_triangles(reference, marching_cubes_world(on_device, level, *box))}")
+        vertices, faces = reference
+        recorder.time(f"mesh {resolution}^3: vertex colours", lambda: query_vertex_colors(
+            model.renderer, triplanes, vertices, args.mesh_chunk_size), 1, 0,
+            f"{len(vertices):,} vertices, {len(faces):,} faces")
+        del coarse, meshes
+    seconds = {row["stage"].split(": ", 1)[1]: row["seconds"] for row in recorder.rows[first:]}
+    peak = max((r["peak_gpu_gib"] or 0) for r in recorder.rows[first:]) if device.type == "cuda" else None
+    recorder.add(f"**mesh {resolution}^3 total, before**", seconds["density grid"] + seconds["marching cubes, PyMCubes"]
+                 + seconds["vertex colours"], peak, "every grid point, PyMCubes")
+    coarse_to_fine = resolution >= COARSE_TO_FINE_MIN_RESOLUTION  # extract_mesh's choice
+    recorder.add(f"**mesh {resolution}^3 total, extract_mesh default**",
+                 seconds["density grid, coarse-to-fine" if coarse_to_fine else "density grid"]
+                 + seconds[f"marching cubes, torch ({device.type})"] + seconds["vertex colours"], peak,
+                 f"{'coarse-to-fine' if coarse_to_fine else 'every grid point'}, torch on {device.type}")
+    return level
+
+
+def same_triangles(reference: tuple[np.ndarray, np.ndarray], mesh: tuple[np.ndarray, np.ndarray]) -> str:
+    """``yes`` when two meshes have the same triangles (vertices within 1e-5), else how they differ."""
+    difference = triangle_set_difference(reference, mesh)
+    return "yes" if difference is None else f"no ({difference})"
 
 
 def end_to_end(args, model, cfg: MiraConfig, recorder: Recorder, level: float, temp: Path) -> None:
@@ -222,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--config", default=str(REPO_ROOT / "configs" / "mira-base.json"))
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="autocast on CUDA")
-    parser.add_argument("--mesh_resolutions", type=int, nargs="+", default=[256, 384])
+    parser.add_argument("--mesh_resolutions", "--mesh_resolution", type=int, nargs="+", default=[256, 512],
+                        help="mesh grids to time, e.g. --mesh_resolution 512 (the first is also end to end's)")
     parser.add_argument("--mesh_chunk_size", type=int, default=262_144)
     parser.add_argument("--num_frames", type=int, default=120)
     parser.add_argument("--render_size", type=int, default=256)
