@@ -20,9 +20,9 @@ to values at or below it. Whole-grid tensor operations, then work on the surface
 Same triangle set as PyMCubes up to the order of vertices and triangles (tests/test_marching_cubes.py
 compares them on analytic and noise grids, values exactly at the level included). As in PyMCubes, the
 level is rounded to float32 and compared with the values in float64, and the interpolation is in
-float64, so vertices agree to float64 rounding. Blocks are
-processed ``blocks_per_chunk`` at a time (:func:`mira.rendering.chunking.chunk_slices`), which bounds
-the memory on noise-like grids where every block is active.
+float64, so vertices agree to float64 rounding. Blocks are processed ``blocks_per_chunk`` at a time
+(:func:`mira.rendering.chunking.chunk_slices`), which bounds the memory on noise-like grids where
+every block is active.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from mira.rendering.chunking import chunk_slices
 from mira.rendering.marching_cubes_table import TRIANGLES
 
 MAX_TRIANGLES_PER_CASE = 5
-# Cells per block edge of the first, coarse pass: 8 keeps ~1/15 of a smooth surface's 256^3 grid.
+# Cells per block edge of the first pass: 8 keeps 1,760 of the 35,937 blocks (5 %) of a 258^3 grid holding a
+# sphere of radius 0.3 box widths; the result does not depend on it.
 DEFAULT_BLOCK = 8
 DEFAULT_BLOCKS_PER_CHUNK = 8192
 _TABLES: dict[torch.device, dict[str, Tensor]] = {}
