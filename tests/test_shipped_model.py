@@ -71,9 +71,10 @@ def source_view_mask_iou(pipe: InferencePipeline, path: Path, size: int = 64) ->
 
 
 def test_shipped_model_reproduces_its_inputs_silhouettes(pipeline):
-    # mira-demo (trained before the field-init fix, docs/TRAINING.md) measured 0.435, 0.769, 0.801.
+    # mira-demo of 2026-11-26 (docs/TRAINING.md) measures 0.515, 0.847, 0.827 (mean 0.730); the model
+    # it replaced (trained before the field-init fix) 0.435, 0.769, 0.801 (mean 0.668) fails this floor.
     ious = [source_view_mask_iou(pipeline, path) for path in EXAMPLES]
-    assert np.mean(ious) > 0.6, ious
+    assert np.mean(ious) > 0.69, ious
 
 
 def test_readme_command_runs_on_the_shipped_example(tmp_path, capsys):
