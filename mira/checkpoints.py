@@ -11,14 +11,16 @@ A checkpoint may be (the format is detected from the files):
 * an OpenLRM v1.1 checkpoint folder (``config.json`` = ModelLRM kwargs + ``model.safetensors``),
   converted on the fly by :mod:`mira.pretrained.openlrm` (strict; ``python -m mira.convert`` writes
   the MIRA folder once);
-* a Hugging Face hub id of either kind of folder (``huggingface_hub.snapshot_download``, cached;
+* a TripoSR checkpoint folder (``config.yaml`` + ``model.ckpt``, the latter read with
+  ``torch.load(weights_only=True)``), converted on the fly by :mod:`mira.pretrained.triposr`;
+* a Hugging Face hub id of any kind of folder (``huggingface_hub.snapshot_download``, cached;
   with no network the cache is used, else one error says what to download).
 
 ``--config_path`` is optional when the checkpoint carries its config. When both are given,
 their architectures (every key that changes the weights or the field they encode) must agree,
 else :class:`CheckpointConfigMismatchError`; the other keys (samples per ray, chunk sizes ...)
 are taken from ``--config_path``. Weights under a licence other than MIRA's (converted OpenLRM:
-CC BY-NC 4.0) print a notice once per process when loaded.
+CC BY-NC 4.0; TripoSR: MIT) print a notice once per process when loaded.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 CHECKPOINT_FILES = (CONFIG_NAME, WEIGHTS_NAME)
+# A TripoSR folder (mira.pretrained.triposr.TRIPOSR_FILES).
+TRIPOSR_FILES = ("config.yaml", "model.ckpt")
 # The model shipped with MIRA (docs/TRAINING.md): test.py's default --checkpoint_path.
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "mira-demo"
 # mira.training writes <model_save_path>/checkpoint-<step:08d>.pt and, at the end, a
@@ -64,10 +68,11 @@ TRAINING_ONLY_MODEL_KEYS = ("encoder_model_id", "encoder_config", "encoder_train
 # Renderer keys that define the field the weights encode (the rest are sampling settings).
 FIELD_RENDERER_KEYS = (
     "box_min", "box_max", "background_color", "triplane_aggregation", "mlp_hidden_dim", "mlp_num_layers",
-    "density_bias", "color_sigmoid_widening", "mesh_density_threshold", "mesh_grid_resolution", "plane_axes", "field_activation", "ray_marching",
+    "density_bias", "density_activation", "color_sigmoid_widening", "mesh_density_threshold", "mesh_grid_resolution", "plane_axes", "field_activation", "ray_marching",
 )
 # Data keys that belong to the weights: the source-view contract the model was trained with.
-CONTRACT_DATA_KEYS = ("source_camera_azimuth_deg", "source_model_focal", "source_distance_per_focal")
+CONTRACT_DATA_KEYS = ("source_camera_azimuth_deg", "source_model_focal", "source_distance_per_focal",
+                      "source_background_color")
 # Dinov2Config keys that define the encoder network.
 ENCODER_ARCHITECTURE_KEYS = (
     "hidden_size", "num_hidden_layers", "num_attention_heads", "mlp_ratio", "hidden_act", "layer_norm_eps",
@@ -83,7 +88,7 @@ class CheckpointContents:
 
     state: dict[str, Tensor]
     config: MiraConfig | None
-    kind: str  # "save_pretrained", "training", "safetensors", "openlrm" or "hub"
+    kind: str  # "save_pretrained", "training", "safetensors", "openlrm", "triposr" or "hub"
     source: str
 
 
@@ -100,6 +105,8 @@ def read_checkpoint(checkpoint_path: str, openlrm_options: Mapping[str, Any] | N
     """
     path = Path(checkpoint_path).expanduser()
     if path.is_dir():
+        if checkpoint_format(path) == "triposr":
+            return _read_triposr(path)
         if (path / WEIGHTS_NAME).is_file() and checkpoint_format(path) == "openlrm":
             return _read_openlrm(path, openlrm_options)
         if (path / WEIGHTS_NAME).is_file():
@@ -221,7 +228,9 @@ def _near_misses(path: Path) -> str:
 def _read_hub_checkpoint(hub_id: str, openlrm_options: Mapping[str, Any] | None = None) -> CheckpointContents:
     """Download (or read from the cache) a MIRA or OpenLRM checkpoint folder on the Hugging Face hub."""
     directory = download_checkpoint(hub_id)
-    if checkpoint_format(directory) == "openlrm":
+    if checkpoint_format(directory) == "triposr":
+        contents = _read_triposr(directory)
+    elif checkpoint_format(directory) == "openlrm":
         contents = _read_openlrm(directory, openlrm_options)
     else:
         contents = _read_safetensors(directory / WEIGHTS_NAME, kind="hub")
@@ -243,7 +252,8 @@ def download_checkpoint(hub_id: str, revision: str | None = None, cache_dir: str
     offline = hub_offline_reason()  # offline: the cache only, at once (no download retries)
     try:
         directory = Path(snapshot_download(hub_id, revision=revision, cache_dir=cache_dir,
-                                           allow_patterns=list(CHECKPOINT_FILES), local_files_only=offline is not None))
+                                           allow_patterns=[*CHECKPOINT_FILES, *TRIPOSR_FILES],
+                                           local_files_only=offline is not None))
     except Exception as error:  # offline, not cached, no such repo, invalid id: one clear message
         why = f" ({offline})" if offline else ""
         raise WeightsNotFoundError(
@@ -252,21 +262,26 @@ def download_checkpoint(hub_id: str, revision: str | None = None, cache_dir: str
             f"`hf download {hub_id}` (older huggingface_hub: `huggingface-cli download {hub_id}`), or pass the "
             f"checkpoint's local folder.\nOriginal error: {type(error).__name__}: {error}"
         ) from error
+    if all((directory / name).is_file() for name in TRIPOSR_FILES):
+        return directory
     missing = [name for name in CHECKPOINT_FILES if not (directory / name).is_file()]
     if missing:
         raise WeightsNotFoundError(f"hub checkpoint '{hub_id}' ({directory}) lacks {', '.join(missing)}: it is no "
-                                   "MIRA or OpenLRM checkpoint (or its download is incomplete)")
+                                   "MIRA, OpenLRM or TripoSR checkpoint (or its download is incomplete)")
     return directory
 
 
 def checkpoint_format(directory: Path) -> str:
-    """``openlrm`` or ``mira`` for a folder with ``config.json`` + ``model.safetensors``, from the config's keys.
+    """``triposr`` for a folder with ``config.yaml`` + ``model.ckpt``; else ``openlrm`` or ``mira`` for a folder
+    with ``config.json`` + ``model.safetensors``, from the config's keys.
 
     Raises:
         InferenceError: ``config.json`` is not a JSON object (names the file).
     """
     from mira.pretrained.openlrm import OPENLRM_MARKER_KEYS
 
+    if all((directory / name).is_file() for name in TRIPOSR_FILES):
+        return "triposr"
     config_file = directory / CONFIG_NAME
     if not config_file.is_file():
         return "mira"  # weights without config: resolved with --config_path
@@ -294,6 +309,17 @@ def _read_openlrm(directory: Path, options: Mapping[str, Any] | None) -> Checkpo
     except OpenLRMConversionError as error:
         raise CheckpointConfigMismatchError(str(error)) from error
     return CheckpointContents(state=converted, config=config, kind="openlrm", source=str(directory))
+
+
+def _read_triposr(directory: Path) -> CheckpointContents:
+    """A TripoSR checkpoint folder, converted to MIRA's config and weight names (strict)."""
+    from mira.pretrained.triposr import TripoSRConversionError, read_triposr_folder
+
+    try:
+        config, converted = read_triposr_folder(directory)
+    except TripoSRConversionError as error:
+        raise CheckpointConfigMismatchError(str(error)) from error
+    return CheckpointContents(state=converted, config=config, kind="triposr", source=str(directory))
 
 
 def _listing(path: Path, limit: int = 8) -> str:
@@ -325,7 +351,10 @@ def _encoder_differences(checkpoint: Any, requested: Any) -> list[str]:
         return []
     if checkpoint.encoder_config is None:
         return []
-    ours, theirs = _dinov2_architecture(checkpoint.encoder_config), _dinov2_architecture(requested.encoder_config)
+    if checkpoint.encoder_architecture != requested.encoder_architecture:
+        return []  # already listed as an encoder_architecture difference
+    ours = _encoder_architecture(checkpoint.encoder_config, checkpoint.encoder_architecture)
+    theirs = _encoder_architecture(requested.encoder_config, requested.encoder_architecture)
     return [
         f"encoder_config.{key}: checkpoint {ours[key]!r} vs config {theirs[key]!r}"
         for key in ENCODER_ARCHITECTURE_KEYS
@@ -333,11 +362,11 @@ def _encoder_differences(checkpoint: Any, requested: Any) -> list[str]:
     ]
 
 
-def _dinov2_architecture(values: Mapping[str, Any]) -> dict[str, Any]:
-    """A Dinov2Config dict with defaults filled in, so partial dicts compare fairly."""
-    from transformers import Dinov2Config
+def _encoder_architecture(values: Mapping[str, Any], architecture: str = "dinov2") -> dict[str, Any]:
+    """The encoder's transformers config dict with defaults filled in, so partial dicts compare fairly."""
+    from mira.models.encoder import ENCODER_CLASSES
 
-    return Dinov2Config.from_dict(dict(values)).to_dict()
+    return ENCODER_CLASSES[architecture][0].from_dict(dict(values)).to_dict()
 
 
 def merge_configs(checkpoint: MiraConfig, requested: MiraConfig) -> MiraConfig:
@@ -452,6 +481,8 @@ def announce_license(config: MiraConfig, source: str) -> None:
         return
     _ANNOUNCED_LICENSES.add(license_name)
     from mira.pretrained.openlrm import OPENLRM_LICENSE_NOTICE, OPENLRM_WEIGHTS_LICENSE
+    from mira.pretrained.triposr import TRIPOSR_LICENSE_NOTICE, TRIPOSR_WEIGHTS_LICENSE
 
-    notice = OPENLRM_LICENSE_NOTICE if license_name == OPENLRM_WEIGHTS_LICENSE else f"weights licensed {license_name}"
+    notices = {OPENLRM_WEIGHTS_LICENSE: OPENLRM_LICENSE_NOTICE, TRIPOSR_WEIGHTS_LICENSE: TRIPOSR_LICENSE_NOTICE}
+    notice = notices.get(license_name, f"weights licensed {license_name}")
     print(f"licence notice ({source}): {notice}", file=sys.stderr)

@@ -27,11 +27,15 @@ class ConfigError(ValueError):
 DATA_SOURCES = ("renders", "procedural")
 # camera_vector_layout -> camera_matrix_dim (mira.cameras.camera_vector).
 CAMERA_VECTOR_LAYOUTS = {"c2w4x4_opencv": 20, "c2w3x4_opengl": 16}
-ENCODER_ARCHITECTURES = ("dinov2", "dinov2_with_registers")
-DECODER_MLP_ACTIVATIONS = ("gelu_tanh", "gelu")
+ENCODER_ARCHITECTURES = ("dinov2", "dinov2_with_registers", "vit")
+# How a ViT's learned position grid is resized to the input's patch grid (encoder_position_interpolation).
+POSITION_INTERPOLATIONS = ("target_size", "scale_factor")
+DECODER_MLP_ACTIVATIONS = ("gelu_tanh", "gelu", "geglu")
+DECODER_BLOCK_ORDERS = ("cross_self_mlp", "self_cross_mlp")
 PLANE_AXES_CHOICES = ("xy_xz_yz", "xy_xz_zy")
 FIELD_ACTIVATIONS = ("silu", "relu")
-RAY_MARCHING_SCHEMES = ("mira", "eg3d")
+DENSITY_ACTIVATIONS = ("softplus", "exp")
+RAY_MARCHING_SCHEMES = ("mira", "eg3d", "normalized_midpoint")
 
 
 @dataclass
@@ -41,8 +45,13 @@ class ModelConfig:
     # Encoder: a Hugging Face hub id or a local directory holding a Dinov2Model.
     encoder_model_id: str = "facebook/dinov2-base"
     # "dinov2" (transformers' Dinov2Model) or "dinov2_with_registers" (Dinov2WithRegistersModel: its
-    # register tokens are dropped from the output, which stays CLS + patch tokens; OpenLRM's encoder).
+    # register tokens are dropped from the output, which stays CLS + patch tokens; OpenLRM's encoder),
+    # or "vit" (transformers' ViTModel without its pooler, e.g. DINO v1 ViT-B/16: TripoSR's encoder).
     encoder_architecture: str = "dinov2"
+    # "vit" only: how the learned position grid is resized to the input's patch grid (bicubic):
+    # "target_size" = to exactly (H/p, W/p) (transformers >= 4.44); "scale_factor" = by the factor
+    # (H/p + 0.1) / grid (transformers 4.35, which TripoSR pins and its weights were trained with).
+    encoder_position_interpolation: str = "target_size"
     # Normalise the [0, 1] input with ImageNet's mean and std before the encoder (DINOv2's own
     # training); false feeds [0, 1] RGB as is (OpenLRM).
     encoder_imagenet_normalization: bool = True
@@ -61,14 +70,26 @@ class ModelConfig:
     # Length of that vector: 20 for c2w4x4_opencv, 16 for c2w3x4_opengl.
     camera_matrix_dim: int = 20
     camera_embed_dim: int = 1024
+    # The decoder is conditioned on the source camera (embedding + adaLN modulation of every block
+    # norm); false: no camera input at all (TripoSR): no camera embedder and no modulation weights,
+    # each block norm is an affine LayerNorm of eps block_norm_eps.
+    camera_conditioning: bool = True
+    # Epsilon of the decoder blocks' LayerNorms (modulated or affine).
+    block_norm_eps: float = 1e-6
     decoder_hidden_dim: int = 768
     num_layers: int = 12
     num_heads: int = 12
     mlp_ratio: float = 4.0
     # Activation of the decoder blocks' MLPs: "gelu_tanh" (tanh approximation) or "gelu" (exact erf).
+    # "geglu": the MLP's first Linear gives 2x the hidden width, split into (h, g), out = h * gelu(g).
     decoder_mlp_activation: str = "gelu_tanh"
+    # Order of the sublayers in each decoder block: "cross_self_mlp" (cross-attention first) or
+    # "self_cross_mlp" (self-attention first; TripoSR).
+    decoder_block_order: str = "cross_self_mlp"
     # Biases in the decoder's attention projections (q, k, v, out); OpenLRM has none.
     attention_bias: bool = True
+    # Bias of the attention output projection; None: as attention_bias (TripoSR: q/k/v without, out with).
+    attention_output_bias: bool | None = None
     # Image tokens -> Linear(encoder width, D) -> LayerNorm before cross-attention; false: the
     # cross-attention's key/value projections read the encoder tokens directly (OpenLRM).
     context_projection: bool = True
@@ -77,6 +98,12 @@ class ModelConfig:
     triplane_token_sincos: bool = True
     # Epsilon of the decoder's final LayerNorm (the modulated norms use 1e-6).
     final_norm_eps: float = 1e-5
+    # A final LayerNorm after the blocks; false: none (TripoSR).
+    decoder_final_norm: bool = True
+    # Around the block stack: tokens -> GroupNorm(decoder_norm_groups, eps 1e-6) -> Linear in, blocks,
+    # Linear out, + the tokens (TripoSR's Transformer1D); false: the blocks alone.
+    decoder_residual_projection: bool = False
+    decoder_norm_groups: int = 32
     # Triplane tokens per plane side (R): the decoder attends over 3 * R * R tokens.
     triplane_feat_res: int = 32
     # Side of the output triplane, after upsampling: must be 2 * triplane_feat_res.
@@ -114,16 +141,23 @@ class RendererConfig:
     mlp_num_layers: int = 4
     # Hidden activation of the field MLP: "silu" or "relu" (OpenLRM).
     field_activation: str = "silu"
+    # Density from the MLP's density output x: "softplus" = softplus(x + density_bias); "exp" =
+    # exp(x + density_bias) (TripoSR: exp(x - 1)).
+    density_activation: str = "softplus"
     # How samples are placed and composited (mira/rendering/ray_sampler.py): "mira" = one sample per
     # equal bin of the box interval, each sample standing for the interval between its neighbours'
     # midpoints; "eg3d" = EG3D's importance renderer as OpenLRM uses it: coarse samples at
     # linspace(near, far) ends included, density activated on the mean of neighbouring raw samples,
     # colour averaged, compositing over the intervals between consecutive samples, fine samples drawn
-    # from max/avg-pool smoothed coarse weights, samples outside the box empty.
+    # from max/avg-pool smoothed coarse weights, samples outside the box empty; "normalized_midpoint" =
+    # TripoSR's: the box shrunk by 0.1 %, one sample at the midpoint of each of S equal bins of the box
+    # interval, every sample composited with the step 1/S (the interval normalised to length 1, not world
+    # units), rays whose box interval is <= 0.01 empty, no importance sampling (importance_samples_per_ray 0).
     ray_marching: str = "mira"
     # Rays rendered per chunk; bounds memory at any resolution.
     ray_chunk_size: int = 16384
-    # Density = softplus(mlp_output + density_bias); negative starts the field mostly empty (EG3D: -1).
+    # Density = softplus(mlp_output + density_bias) (or exp, density_activation); negative starts the
+    # field mostly empty (EG3D: -1).
     density_bias: float = -1.0
     # Colour = sigmoid(x) * (1 + 2w) - w (EG3D's widened sigmoid); 0 gives a plain sigmoid.
     color_sigmoid_widening: float = 0.001
@@ -161,6 +195,9 @@ class DataConfig:
     # view and the camera distance is source_distance_per_focal times it, whatever the framed view's
     # real focal (OpenLRM's inference: 0.75 at distance 2.0); 0: the framed view's own intrinsics.
     source_model_focal: float = 0.0
+    # RGB in [0, 1] behind the object in the source image fed to the model; None: the renderer's
+    # background_color (TripoSR: grey 0.5 inputs, white renders).
+    source_background_color: list[float] | None = None
     # Bounding-sphere radius of the training/evaluation objects in their own world (our renders and
     # the procedural objects are normalised to 0.9): keeps the canonical object inside the box.
     object_radius: float = 0.9
@@ -307,6 +344,13 @@ class MiraConfig:
         """Set flat keys (e.g. from the command line) and re-validate."""
         return self.update(values, source=source)
 
+    def source_background(self) -> list[float]:
+        """RGB in [0, 1] behind the object in source images: ``data.source_background_color``, or the
+        renderer's ``background_color`` when that is None."""
+        if self.data.source_background_color is not None:
+            return list(self.data.source_background_color)
+        return list(self.renderer.background_color)
+
     # ------------------------------------------------------------------ saving
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Nested plain-Python dict of every section."""
@@ -339,6 +383,17 @@ class MiraConfig:
                  f"'{m.camera_vector_layout}', got {m.camera_matrix_dim}")
         if m.encoder_architecture not in ENCODER_ARCHITECTURES:
             fail("encoder_architecture", f"must be one of {ENCODER_ARCHITECTURES}, got '{m.encoder_architecture}'")
+        if m.encoder_position_interpolation not in POSITION_INTERPOLATIONS:
+            fail("encoder_position_interpolation", f"must be one of {POSITION_INTERPOLATIONS}, got "
+                 f"'{m.encoder_position_interpolation}'")
+        if m.encoder_position_interpolation != "target_size" and m.encoder_architecture != "vit":
+            fail("encoder_position_interpolation", "'scale_factor' is for encoder_architecture 'vit' only")
+        if m.decoder_block_order not in DECODER_BLOCK_ORDERS:
+            fail("decoder_block_order", f"must be one of {DECODER_BLOCK_ORDERS}, got '{m.decoder_block_order}'")
+        if m.block_norm_eps <= 0:
+            fail("block_norm_eps", f"must be positive, got {m.block_norm_eps}")
+        if m.decoder_residual_projection and (m.decoder_norm_groups < 1 or m.decoder_hidden_dim % m.decoder_norm_groups):
+            fail("decoder_norm_groups", f"must divide decoder_hidden_dim={m.decoder_hidden_dim}, got {m.decoder_norm_groups}")
         if m.decoder_mlp_activation not in DECODER_MLP_ACTIVATIONS:
             fail("decoder_mlp_activation", f"must be one of {DECODER_MLP_ACTIVATIONS}, got '{m.decoder_mlp_activation}'")
         if m.final_norm_eps <= 0:
@@ -347,6 +402,12 @@ class MiraConfig:
             fail("plane_axes", f"must be one of {PLANE_AXES_CHOICES}, got '{r.plane_axes}'")
         if r.field_activation not in FIELD_ACTIVATIONS:
             fail("field_activation", f"must be one of {FIELD_ACTIVATIONS}, got '{r.field_activation}'")
+        if r.density_activation not in DENSITY_ACTIVATIONS:
+            fail("density_activation", f"must be one of {DENSITY_ACTIVATIONS}, got '{r.density_activation}'")
+        if r.ray_marching == "normalized_midpoint" and r.importance_samples_per_ray != 0:
+            fail("importance_samples_per_ray", "must be 0 for ray_marching 'normalized_midpoint' (no importance sampling)")
+        if d.source_background_color is not None and len(d.source_background_color) != 3:
+            fail("source_background_color", "must have 3 values (or be null: the renderer's background_color)")
         if r.mesh_grid_resolution != 0 and r.mesh_grid_resolution < 8:
             fail("mesh_grid_resolution", f"must be 0 (test.py's default) or at least 8, got {r.mesh_grid_resolution}")
         if r.ray_marching not in RAY_MARCHING_SCHEMES:

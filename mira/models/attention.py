@@ -18,9 +18,11 @@ class MultiHeadAttention(nn.Module):
         num_heads: number of heads H; head width d = D / H.
         context_dim: width of the keys/values' source; defaults to ``dim``.
         bias: use biases in the projections.
+        output_bias: bias of the output projection; None: ``bias``.
     """
 
-    def __init__(self, dim: int, num_heads: int, context_dim: int | None = None, bias: bool = True) -> None:
+    def __init__(self, dim: int, num_heads: int, context_dim: int | None = None, bias: bool = True,
+                 output_bias: bool | None = None) -> None:
         super().__init__()
         if dim % num_heads != 0:
             raise ValueError(f"num_heads={num_heads} must divide the attention width {dim}")
@@ -28,7 +30,7 @@ class MultiHeadAttention(nn.Module):
         self.head_dim = dim // num_heads
         self.to_q = nn.Linear(dim, dim, bias=bias)
         self.to_kv = nn.Linear(context_dim or dim, 2 * dim, bias=bias)
-        self.to_out = nn.Linear(dim, dim, bias=bias)
+        self.to_out = nn.Linear(dim, dim, bias=bias if output_bias is None else output_bias)
 
     def _split_heads(self, x: Tensor) -> Tensor:
         """(B, N, H * d) -> (B, H, N, d)."""

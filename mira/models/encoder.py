@@ -24,12 +24,16 @@ Where the weights come from (``ModelConfig``):
 
 from __future__ import annotations
 
+import math
+import types
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+from transformers import (Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel, ViTConfig,
+                          ViTModel)
 
 from mira.config import ModelConfig
 
@@ -55,7 +59,11 @@ def _hub_cache_dir() -> str:
 ENCODER_CLASSES = {
     "dinov2": (Dinov2Config, Dinov2Model),
     "dinov2_with_registers": (Dinov2WithRegistersConfig, Dinov2WithRegistersModel),
+    "vit": (ViTConfig, ViTModel),
 }
+# Extra constructor arguments per architecture: a ViT is built without its pooler (unused: the
+# encoder's output is the token sequence).
+_MODEL_KWARGS = {"vit": {"add_pooling_layer": False}}
 
 
 def load_pretrained_dinov2(model_id: str, architecture: str = "dinov2") -> nn.Module:
@@ -70,7 +78,8 @@ def load_pretrained_dinov2(model_id: str, architecture: str = "dinov2") -> nn.Mo
     local = Path(model_id).expanduser()
     model_class = ENCODER_CLASSES[architecture][1]
     try:
-        model = model_class.from_pretrained(str(local) if local.is_dir() else model_id, dtype=torch.float32)
+        model = model_class.from_pretrained(str(local) if local.is_dir() else model_id, dtype=torch.float32,
+                                            **_MODEL_KWARGS.get(architecture, {}))
     except (OSError, ValueError) as error:  # OSError: not cached/offline; ValueError: bad repo id
         if local.is_dir():
             raise EncoderWeightsNotFoundError(
@@ -145,14 +154,78 @@ def build_dinov2(model_cfg: ModelConfig) -> nn.Module:
             config = config_class.from_dict(dict(model_cfg.encoder_config))
         except (TypeError, ValueError) as error:
             raise ValueError(f"'encoder_config' is not a valid {config_class.__name__}: {error}") from error
-        model = model_class(config)
+        model = model_class(config, **_MODEL_KWARGS.get(model_cfg.encoder_architecture, {}))
     else:
         model = load_pretrained_dinov2(model_cfg.encoder_model_id, model_cfg.encoder_architecture)
         model_cfg.encoder_config = dinov2_config_dict(model.config)
     if model_cfg.encoder_architecture == "dinov2_with_registers":
         del model.embeddings.mask_token  # masked pre-training only; never part of the checkpoint
         model.embeddings.mask_token = None
+    if model_cfg.encoder_position_interpolation == "scale_factor":
+        model.embeddings.interpolate_pos_encoding = types.MethodType(scale_factor_position_embeddings, model.embeddings)
     return model
+
+
+def scale_factor_position_embeddings(embeddings: nn.Module, tokens: Tensor, height: int, width: int) -> Tensor:
+    """A ViT's position embeddings for an ``height`` x ``width`` input, resized by a scale factor.
+
+    The learned (n x n) grid is resized bicubically (``align_corners=False``) by the factors
+    ``(h + 0.1) / n`` and ``(w + 0.1) / n`` with ``h, w`` the input's patch counts, as transformers
+    4.35 did (``encoder_position_interpolation = "scale_factor"``): the output has h x w cells, but the
+    sampling positions differ slightly from resizing to exactly (h, w) (the fraction 0.1 / n changes
+    the source coordinates; up to 1e-2 on DINO ViT-B/16's tokens at 512 px).
+
+    Args:
+        embeddings: the ViT's embeddings module (``position_embeddings`` (1, 1 + n^2, D), ``patch_size``).
+        tokens: (B, 1 + h * w, D) the CLS + patch tokens the result is added to.
+        height, width: the input image size, pixels.
+    Returns:
+        (1, 1 + h * w, D) position embeddings (CLS first).
+    """
+    table = embeddings.position_embeddings
+    grid_cells = table.shape[1] - 1
+    if tokens.shape[1] - 1 == grid_cells and height == width:
+        return table
+    patch = embeddings.patch_size if isinstance(embeddings.patch_size, int) else embeddings.patch_size[0]
+    side = math.isqrt(grid_cells)
+    rows, cols = height // patch, width // patch
+    dim = table.shape[-1]
+    grid = table[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)  # (1, D, n, n)
+    resized = F.interpolate(grid, scale_factor=((rows + 0.1) / side, (cols + 0.1) / side), mode="bicubic",
+                            align_corners=False)  # (1, D, h, w)
+    if resized.shape[-2:] != (rows, cols):
+        raise ValueError(f"position grid {side}x{side} resized to {tuple(resized.shape[-2:])}, expected ({rows}, {cols})")
+    return torch.cat([table[:, :1], resized.permute(0, 2, 3, 1).reshape(1, rows * cols, dim)], dim=1)
+
+
+# transformers renamed ViT's modules (5.x: ``layers.N.attention.q_proj``, ``mlp.fc1`` ...; 4.x:
+# ``encoder.layer.N.attention.attention.query``, ``intermediate.dense`` ...): old -> new, applied in order.
+VIT_RENAMED_PARTS = (
+    (".encoder.layer.", ".layers."),
+    (".attention.attention.query.", ".attention.q_proj."),
+    (".attention.attention.key.", ".attention.k_proj."),
+    (".attention.attention.value.", ".attention.v_proj."),
+    (".attention.output.dense.", ".attention.o_proj."),
+    (".intermediate.dense.", ".mlp.fc1."),
+    (".output.dense.", ".mlp.fc2."),
+)
+
+
+def match_vit_key_names(state: dict[str, Any], expected_keys: set[str]) -> dict[str, Any]:
+    """``state`` with ViT weights named as in ``expected_keys``: a key that is not expected but becomes an
+    expected key when every :data:`VIT_RENAMED_PARTS` rename is applied (either way) is renamed."""
+    renamed = {}
+    for key, value in state.items():
+        if key not in expected_keys:
+            for pairs in (VIT_RENAMED_PARTS, tuple((new, old) for old, new in VIT_RENAMED_PARTS)):
+                candidate = "." + key
+                for source, target in pairs:
+                    candidate = candidate.replace(source, target)
+                if candidate[1:] in expected_keys:
+                    key = candidate[1:]
+                    break
+        renamed[key] = value
+    return renamed
 
 
 class DinoV2Encoder(nn.Module):
@@ -175,6 +248,8 @@ class DinoV2Encoder(nn.Module):
         # Register tokens sit between CLS and the patches in the backbone's output; dropped.
         self.num_register_tokens = int(getattr(self.backbone.config, "num_register_tokens", 0) or 0)
         self.imagenet_normalization = model_cfg.encoder_imagenet_normalization
+        # transformers' ViT resizes its position grid only when asked (DINOv2 always does).
+        self.interpolates_explicitly = model_cfg.encoder_architecture == "vit"
         # Constants, not weights: not saved in checkpoints.
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -193,12 +268,17 @@ class DinoV2Encoder(nn.Module):
             )
         self.backbone.requires_grad_(trainable_blocks == -1)
         if trainable_blocks > 0:
-            for block in self.backbone.encoder.layer[-trainable_blocks:]:
+            for block in self.blocks()[-trainable_blocks:]:
                 block.requires_grad_(True)
             self.backbone.layernorm.requires_grad_(True)
-        mask_token = self.backbone.embeddings.mask_token
+        mask_token = getattr(self.backbone.embeddings, "mask_token", None)
         if mask_token is not None:  # only used for masked pre-training; never receives a gradient here
             mask_token.requires_grad_(False)
+
+    def blocks(self) -> nn.ModuleList:
+        """The backbone's transformer blocks (``encoder.layer`` or, in newer transformers' ViT, ``layers``)."""
+        layers = getattr(self.backbone, "layers", None)
+        return layers if isinstance(layers, nn.ModuleList) else self.backbone.encoder.layer
 
     def _enable_checkpointing(self) -> None:
         """Activation checkpointing of the DINOv2 blocks (non-reentrant), across transformers versions."""
@@ -246,8 +326,9 @@ class DinoV2Encoder(nn.Module):
         if min(images.shape[-2:]) < self.patch_size:
             raise ValueError(f"images must be at least {self.patch_size} px (one patch), got {tuple(images.shape[-2:])}")
         pixels = self.normalize(images)
+        kwargs = {"interpolate_pos_encoding": True} if self.interpolates_explicitly else {}
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.is_frozen):
-            tokens = self.backbone(pixel_values=pixels).last_hidden_state
+            tokens = self.backbone(pixel_values=pixels, **kwargs).last_hidden_state
         if self.num_register_tokens:  # (B, 1 + registers + patches, D) -> CLS + patches
             tokens = torch.cat([tokens[:, :1], tokens[:, 1 + self.num_register_tokens:]], dim=1)
         return tokens

@@ -39,7 +39,7 @@ from mira.checkpoints import CHECKPOINT_FILES, CONFIG_NAME, WEIGHTS_NAME, checkp
 from mira.config import MiraConfig
 from mira.errors import WeightsNotFoundError
 from mira.models.camera_embedder import CameraEmbedder
-from mira.models.encoder import DinoV2Encoder, match_dinov2_key_names
+from mira.models.encoder import DinoV2Encoder, match_dinov2_key_names, match_vit_key_names
 from mira.models.transformer import TriplaneDecoder
 from mira.rendering import TriplaneRenderer
 
@@ -68,8 +68,10 @@ class MIRA(nn.Module):
         self.config = copy.deepcopy(config)
         model_cfg = self.config.model
         self.encoder = DinoV2Encoder(model_cfg)
-        self.camera_embedder = CameraEmbedder(model_cfg.camera_matrix_dim, model_cfg.camera_embed_dim,
-                                              model_cfg.camera_vector_layout)
+        # No camera input (camera_conditioning false, TripoSR): no embedder, no weights.
+        self.camera_embedder = (CameraEmbedder(model_cfg.camera_matrix_dim, model_cfg.camera_embed_dim,
+                                               model_cfg.camera_vector_layout)
+                                if model_cfg.camera_conditioning else None)
         self.decoder = TriplaneDecoder(model_cfg, encoder_dim=self.encoder.hidden_size)
         self.renderer = TriplaneRenderer(self.config.renderer, triplane_dim=model_cfg.triplane_dim)
 
@@ -81,6 +83,7 @@ class MIRA(nn.Module):
             images: (B, 3, S, S) RGB in [0, 1] (any S >= one patch; usually ``source_size``).
             source_c2w: (B, 4, 4) OpenCV camera-to-world of the source view.
             source_intrinsics: (B, 4) normalised fx, fy, cx, cy of the source view.
+            (Both are checked but unused when ``camera_conditioning`` is false.)
         Returns:
             (B, 3, C, 2R, 2R) triplanes (planes XY, XZ, YZ).
         """
@@ -91,7 +94,10 @@ class MIRA(nn.Module):
                 f"{tuple(source_c2w.shape)} and {tuple(source_intrinsics.shape)}"
             )
         image_tokens = self.encoder(images)
-        camera_embedding = self.camera_embedder.embed_camera(source_c2w.to(images.dtype), source_intrinsics.to(images.dtype))
+        camera_embedding = None
+        if self.camera_embedder is not None:
+            camera_embedding = self.camera_embedder.embed_camera(source_c2w.to(images.dtype),
+                                                                 source_intrinsics.to(images.dtype))
         return self.decoder(image_tokens, camera_embedding)
 
     def forward(
@@ -200,7 +206,7 @@ class MIRA(nn.Module):
         revision: str | None = None,
         cache_dir: str | Path | None = None,
     ) -> "MIRA":
-        """Load a checkpoint written by :meth:`save_pretrained` (or an OpenLRM checkpoint folder, converted
+        """Load a checkpoint written by :meth:`save_pretrained` (or an OpenLRM or TripoSR checkpoint folder, converted
         by :mod:`mira.checkpoints`), from a directory or the hub.
 
         Args:
@@ -216,7 +222,7 @@ class MIRA(nn.Module):
             CheckpointMismatchError: the weights do not match the config.
         """
         directory = resolve_checkpoint_dir(dir_or_hub_id, revision=revision, cache_dir=cache_dir)
-        if checkpoint_format(directory) == "openlrm":  # converted on the fly (mira.pretrained.openlrm)
+        if checkpoint_format(directory) in ("openlrm", "triposr"):  # converted on the fly (mira.pretrained)
             from mira.checkpoints import load_model
 
             return load_model(str(directory), device=map_location)
@@ -233,7 +239,7 @@ class MIRA(nn.Module):
             CheckpointMismatchError: listing missing keys, unexpected keys and shape mismatches.
         """
         expected = self.state_dict()
-        state = match_dinov2_key_names(state, set(expected))
+        state = match_vit_key_names(match_dinov2_key_names(state, set(expected)), set(expected))
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
         mismatched = [
@@ -273,6 +279,8 @@ def resolve_checkpoint_dir(
         raise CheckpointNotFoundError(f"{local} is a file; from_pretrained needs the directory written by save_pretrained")
     else:
         directory = _download_checkpoint(str(dir_or_hub_id), revision, cache_dir)
+    if checkpoint_format(directory) == "triposr":  # config.yaml + model.ckpt
+        return directory
     for name in CHECKPOINT_FILES:
         if not (directory / name).is_file():
             raise CheckpointNotFoundError(

@@ -16,6 +16,13 @@ Each :class:`TriplaneDecoderBlock` is (pre-norm, residual)::
 After a final LayerNorm, each plane's R x R grid of D-wide tokens is upsampled by a
 shared ``ConvTranspose2d(D, C, kernel 2, stride 2)`` to the (C, 2R, 2R) triplane.
 
+Options that TripoSR's decoder needs: ``camera_conditioning`` false (no camera: each block norm is an
+affine LayerNorm, :class:`AffineLayerNorm`, of eps ``block_norm_eps``), ``decoder_block_order``
+"self_cross_mlp", ``decoder_mlp_activation`` "geglu", ``attention_bias`` false with
+``attention_output_bias`` true, ``decoder_final_norm`` false and ``decoder_residual_projection``::
+
+    x = tokens + proj_out(blocks(proj_in(GroupNorm(tokens))))
+
 Options that OpenLRM's decoder needs (``ModelConfig``): ``context_projection`` false (keys and
 values are projected from the encoder width directly), ``attention_bias`` false,
 ``decoder_mlp_activation`` "gelu" (exact), ``triplane_token_sincos`` false (learned tokens only)
@@ -28,6 +35,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -40,6 +48,8 @@ TOKEN_INIT_STD = 0.02
 # decoder_mlp_activation -> nn.GELU's ``approximate``.
 GELU_APPROXIMATIONS = {"gelu_tanh": "tanh", "gelu": "none"}
 SINCOS_BASE = 10000.0
+# Epsilon of the GroupNorm of decoder_residual_projection (TripoSR's Transformer1D).
+GROUP_NORM_EPS = 1e-6
 
 
 def sincos_1d(positions: Tensor, dim: int) -> Tensor:
@@ -69,8 +79,37 @@ def triplane_position_embedding(resolution: int, dim: int) -> Tensor:
     return grid_position_embedding(resolution, dim).repeat(NUM_PLANES, 1)
 
 
+class AffineLayerNorm(nn.LayerNorm):
+    """A LayerNorm with its affine parameters that takes (and ignores) a condition, so that it stands in
+    for :class:`ModulatedLayerNorm` in a decoder without camera input."""
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """(B, N, D) tokens -> (B, N, D); ``cond`` is unused."""
+        return super().forward(x)
+
+
+class GEGLU(nn.Module):
+    """Gated GELU: (..., 2H) -> (..., H), ``h * gelu(g)`` with ``(h, g)`` the two halves (exact GELU)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        hidden, gate = x.chunk(2, dim=-1)
+        return hidden * F.gelu(gate)
+
+
+def block_mlp(dim: int, hidden: int, activation: str) -> nn.Sequential:
+    """The decoder blocks' MLP: ``Linear(D, H) -> GELU -> Linear(H, D)``, or with "geglu"
+    ``Linear(D, 2H) -> GEGLU -> Linear(H, D)``."""
+    if activation == "geglu":
+        return nn.Sequential(nn.Linear(dim, 2 * hidden), GEGLU(), nn.Linear(hidden, dim))
+    if activation not in GELU_APPROXIMATIONS:
+        raise ValueError(f"decoder_mlp_activation must be one of {sorted(GELU_APPROXIMATIONS) + ['geglu']}, "
+                         f"got '{activation}'")
+    return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate=GELU_APPROXIMATIONS[activation]),
+                         nn.Linear(hidden, dim))
+
+
 class TriplaneDecoderBlock(nn.Module):
-    """adaLN cross-attention -> adaLN self-attention -> adaLN MLP, each residual.
+    """adaLN cross-attention -> adaLN self-attention -> adaLN MLP, each residual (order: ``order``).
 
     Args:
         dim: token width D.
@@ -79,27 +118,40 @@ class TriplaneDecoderBlock(nn.Module):
         cond_dim: camera-embedding width E.
         context_dim: width Dc of the image tokens cross-attention reads (D after a context projection).
         attention_bias: biases in the attention projections.
-        activation: "gelu_tanh" or "gelu" (exact), the MLP's activation.
+        activation: "gelu_tanh", "gelu" (exact) or "geglu", the MLP's activation.
+        output_bias: bias of the attention output projections (None: ``attention_bias``).
+        order: "cross_self_mlp" or "self_cross_mlp" (``decoder_block_order``).
+        cond_dim None: no conditioning; the norms are :class:`AffineLayerNorm` of eps ``norm_eps``
+        (else :class:`ModulatedLayerNorm` of eps ``norm_eps``).
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, cond_dim: int, context_dim: int | None = None,
-                 attention_bias: bool = True, activation: str = "gelu_tanh") -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, cond_dim: int | None, context_dim: int | None = None,
+                 attention_bias: bool = True, activation: str = "gelu_tanh", output_bias: bool | None = None,
+                 order: str = "cross_self_mlp", norm_eps: float = 1e-6) -> None:
         super().__init__()
-        if activation not in GELU_APPROXIMATIONS:
-            raise ValueError(f"decoder_mlp_activation must be one of {sorted(GELU_APPROXIMATIONS)}, got '{activation}'")
-        self.norm_cross = ModulatedLayerNorm(dim, cond_dim)
-        self.cross_attention = MultiHeadAttention(dim, num_heads, context_dim=context_dim, bias=attention_bias)
-        self.norm_self = ModulatedLayerNorm(dim, cond_dim)
-        self.self_attention = MultiHeadAttention(dim, num_heads, bias=attention_bias)
-        self.norm_mlp = ModulatedLayerNorm(dim, cond_dim)
-        hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate=GELU_APPROXIMATIONS[activation]),
-                                 nn.Linear(hidden, dim))
+        if order not in ("cross_self_mlp", "self_cross_mlp"):
+            raise ValueError(f"decoder_block_order must be cross_self_mlp or self_cross_mlp, got '{order}'")
+        self.self_first = order == "self_cross_mlp"
 
-    def forward(self, x: Tensor, context: Tensor, cond: Tensor) -> Tensor:
-        """x (B, N, D) triplane tokens, context (B, T, Dc) image tokens, cond (B, E) -> (B, N, D)."""
-        x = x + self.cross_attention(self.norm_cross(x, cond), context)
-        x = x + self.self_attention(self.norm_self(x, cond))
+        def norm() -> nn.Module:
+            return AffineLayerNorm(dim, eps=norm_eps) if cond_dim is None else ModulatedLayerNorm(dim, cond_dim, norm_eps)
+
+        self.norm_cross = norm()
+        self.cross_attention = MultiHeadAttention(dim, num_heads, context_dim=context_dim, bias=attention_bias,
+                                                  output_bias=output_bias)
+        self.norm_self = norm()
+        self.self_attention = MultiHeadAttention(dim, num_heads, bias=attention_bias, output_bias=output_bias)
+        self.norm_mlp = norm()
+        self.mlp = block_mlp(dim, int(dim * mlp_ratio), activation)
+
+    def forward(self, x: Tensor, context: Tensor, cond: Tensor | None) -> Tensor:
+        """x (B, N, D) triplane tokens, context (B, T, Dc) image tokens, cond (B, E) or None -> (B, N, D)."""
+        if self.self_first:
+            x = x + self.self_attention(self.norm_self(x, cond))
+            x = x + self.cross_attention(self.norm_cross(x, cond), context)
+        else:
+            x = x + self.cross_attention(self.norm_cross(x, cond), context)
+            x = x + self.self_attention(self.norm_self(x, cond))
         return x + self.mlp(self.norm_mlp(x, cond))
 
 
@@ -133,16 +185,25 @@ class TriplaneDecoder(nn.Module):
         if self.context_position_embedding and context_dim != dim:
             raise ValueError("context_position_embedding needs context_projection (the code is D wide)")
         self._context_codes: dict[tuple[int, int, torch.device], Tensor] = {}
+        cond_dim = model_cfg.camera_embed_dim if model_cfg.camera_conditioning else None
         self.blocks = nn.ModuleList(
-            TriplaneDecoderBlock(dim, model_cfg.num_heads, model_cfg.mlp_ratio, model_cfg.camera_embed_dim,
+            TriplaneDecoderBlock(dim, model_cfg.num_heads, model_cfg.mlp_ratio, cond_dim,
                                  context_dim=context_dim, attention_bias=model_cfg.attention_bias,
-                                 activation=model_cfg.decoder_mlp_activation)
+                                 activation=model_cfg.decoder_mlp_activation,
+                                 output_bias=model_cfg.attention_output_bias, order=model_cfg.decoder_block_order,
+                                 norm_eps=model_cfg.block_norm_eps)
             for _ in range(model_cfg.num_layers)
         )
-        self.final_norm = nn.LayerNorm(dim, eps=model_cfg.final_norm_eps)
+        if model_cfg.decoder_residual_projection:  # TripoSR's Transformer1D wrapper
+            self.token_norm: nn.Module | None = nn.GroupNorm(model_cfg.decoder_norm_groups, dim, eps=GROUP_NORM_EPS)
+            self.proj_in: nn.Module | None = nn.Linear(dim, dim)
+            self.proj_out: nn.Module | None = nn.Linear(dim, dim)
+        else:
+            self.token_norm = self.proj_in = self.proj_out = None
+        self.final_norm = nn.LayerNorm(dim, eps=model_cfg.final_norm_eps) if model_cfg.decoder_final_norm else nn.Identity()
         self.upsample = nn.ConvTranspose2d(dim, model_cfg.triplane_dim, kernel_size=2, stride=2)
 
-    def _run_block(self, block: TriplaneDecoderBlock, x: Tensor, context: Tensor, cond: Tensor) -> Tensor:
+    def _run_block(self, block: TriplaneDecoderBlock, x: Tensor, context: Tensor, cond: Tensor | None) -> Tensor:
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(block, x, context, cond, use_reentrant=False)
         return block(x, context, cond)
@@ -170,12 +231,12 @@ class TriplaneDecoder(nn.Module):
             self._context_codes[key] = code.to(device)
         return self._context_codes[key]
 
-    def forward(self, image_tokens: Tensor, camera_embedding: Tensor) -> Tensor:
+    def forward(self, image_tokens: Tensor, camera_embedding: Tensor | None) -> Tensor:
         """Decode triplanes.
 
         Args:
             image_tokens: (B, T, encoder_dim) encoder output.
-            camera_embedding: (B, E) source-camera embedding.
+            camera_embedding: (B, E) source-camera embedding; None without ``camera_conditioning``.
         Returns:
             (B, 3, C, 2R, 2R) triplanes; planes XY, XZ, YZ (rows index the plane's second
             axis, columns its first, as ``grid_sample`` reads them).
@@ -188,6 +249,11 @@ class TriplaneDecoder(nn.Module):
             context = context + self.context_code(context.shape[1], context.device).to(context.dtype)
         tokens = self.tokens if self.position_embedding is None else self.tokens + self.position_embedding
         x = tokens.unsqueeze(0).expand(batch, -1, -1)
+        residual = x
+        if self.token_norm is not None:  # GroupNorm over (channels, all tokens) per group, then Linear
+            x = self.proj_in(self.token_norm(x.transpose(1, 2)).transpose(1, 2))
         for block in self.blocks:
             x = self._run_block(block, x, context, camera_embedding)
+        if self.proj_out is not None:
+            x = residual + self.proj_out(x)
         return self.tokens_to_triplanes(self.final_norm(x))

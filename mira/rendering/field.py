@@ -13,6 +13,8 @@ SILU_GAIN = 0.355 ** -0.5
 RELU_GAIN = 2.0 ** 0.5
 # renderer.field_activation -> (module, the gain that keeps a unit signal's scale through it).
 ACTIVATIONS = {"silu": (nn.SiLU, SILU_GAIN), "relu": (nn.ReLU, RELU_GAIN)}
+# renderer.density_activation -> the function of (logit + density_bias).
+DENSITY_ACTIVATIONS = {"softplus": F.softplus, "exp": torch.exp}
 
 
 class TriplaneField(nn.Module):
@@ -41,6 +43,7 @@ class TriplaneField(nn.Module):
         density_bias: float = -1.0,
         color_widening: float = 0.001,
         activation: str = "silu",
+        density_activation: str = "softplus",
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -61,8 +64,12 @@ class TriplaneField(nn.Module):
                 layers.append(activation_class())
         self.mlp = nn.Sequential(*layers)
         self.reset_parameters()
+        if density_activation not in DENSITY_ACTIVATIONS:
+            raise ValueError(f"mira/rendering/field.py: density_activation must be one of {sorted(DENSITY_ACTIVATIONS)}, "
+                             f"got '{density_activation}'")
         self.density_bias = density_bias
         self.color_widening = color_widening
+        self.density_activation = density_activation
 
     def reset_parameters(self) -> None:
         """Scale-preserving initialisation (see the class docstring)."""
@@ -85,8 +92,9 @@ class TriplaneField(nn.Module):
         return raw[..., :1], rgb
 
     def activate_density(self, logit: Tensor) -> Tensor:
-        """Density logit (...) -> density ``softplus(logit + density_bias)`` >= 0."""
-        return F.softplus(logit + self.density_bias)
+        """Density logit (...) -> density ``softplus(logit + density_bias)`` >= 0 (``exp(logit + density_bias)``
+        with ``density_activation = "exp"``, TripoSR's)."""
+        return DENSITY_ACTIVATIONS[self.density_activation](logit + self.density_bias)
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """Features (..., F) -> density (..., 1) >= 0 and colour (..., 3) in [-w, 1 + w]."""

@@ -17,6 +17,7 @@ from mira.rendering.eg3d_marching import (
     smoothed_importance_samples,
 )
 from mira.rendering.field import TriplaneField
+from mira.rendering.midpoint_marching import composite_normalized, intersect_shrunk_box, midpoint_samples
 from mira.rendering.occupancy import OccupancyGrid
 from mira.rendering.ray_sampler import (
     importance_samples,
@@ -70,6 +71,7 @@ class TriplaneRenderer(nn.Module):
             density_bias=cfg.density_bias,
             color_widening=cfg.color_sigmoid_widening,
             activation=cfg.field_activation,
+            density_activation=cfg.density_activation,
         )
         self.plane_axes = cfg.plane_axes
         self.ray_marching = cfg.ray_marching
@@ -267,6 +269,16 @@ class TriplaneRenderer(nn.Module):
         out = composite_intervals(logits, rgb, t, background, activate)
         return {key: out[key] for key in OUTPUT_CHANNELS}
 
+    def _render_chunk_normalized(self, triplanes: Tensor, origins: Tensor, directions: Tensor, background: Tensor,
+                                 occupancy: OccupancyGrid | None = None) -> dict[str, Tensor]:
+        """``ray_marching = "normalized_midpoint"`` (:mod:`mira.rendering.midpoint_marching`, TripoSR's):
+        (B, n, 3) rays -> {"rgb": (B, n, 3), "depth": (B, n, 1), "opacity": (B, n, 1)}."""
+        near, far, valid = intersect_shrunk_box(origins, directions, self.box_min, self.box_max)
+        t, deltas = midpoint_samples(near, far, self.num_coarse_samples)
+        density, rgb = self._field_along_rays(triplanes, origins, directions, t, occupancy)
+        out = composite_normalized(density, rgb, t, deltas, valid, background)
+        return {key: out[key] for key in OUTPUT_CHANNELS}
+
     def _render_chunk(self, triplanes: Tensor, origins: Tensor, directions: Tensor, background: Tensor,
                       occupancy: OccupancyGrid | None = None) -> dict[str, Tensor]:
         """Render (B, n, 3) rays over backgrounds (B, 1, 3) in one go:
@@ -275,6 +287,8 @@ class TriplaneRenderer(nn.Module):
         origins, directions = origins.to(dtype), directions.to(dtype)
         if self.ray_marching == "eg3d":
             return self._render_chunk_eg3d(triplanes, origins, directions, background, occupancy)
+        if self.ray_marching == "normalized_midpoint":
+            return self._render_chunk_normalized(triplanes, origins, directions, background, occupancy)
         near, far, _ = intersect_box(origins, directions, self.box_min, self.box_max)
         t = stratified_samples(near, far, self.num_coarse_samples, jitter=self.training)
         density, rgb = self._field_along_rays(triplanes, origins, directions, t, occupancy)
