@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="frame side, pixels, even for mp4 (default: 256 on a GPU, 128 on the CPU)")
     video.add_argument("--no_empty_space_skipping", dest="skip_empty_space", action="store_false",
                        help="evaluate the field at every sample (exhaustive; slower, differs by < 1 %% opacity per sample)")
+    video.add_argument("--video_bake_resolution", type=int, default=None, metavar="N",
+                       help="render the video from the field baked on an N^3 grid, 0: the exact field "
+                            "(default: 96 on the CPU, about 7x faster at 55 dB PSNR to the exact frames; 0 on a GPU)")
     video.add_argument("--elevation", type=float, default=d.elevation, help="orbit elevation, degrees above the XY plane")
     video.add_argument("--distance", type=float, default=None,
                        help="orbit radius, world units (default: the input view's canonical camera distance)")

@@ -35,6 +35,7 @@ from mira.export.mesh import FORMAT_FRAMES, REMESH_MODES, MeshExtractionError, e
 from mira.export.texture import DEFAULT_TEXTURE_SIZE, TextureBakeError, texture_mesh
 from mira.export.video import render_orbit_frames, write_video
 from mira.inference.checkpoint import load_model
+from mira.rendering.baked_field import DEFAULT_BAKE_RESOLUTION, BakedField, renderer_with_baked_field
 from mira.rendering.occupancy import OccupancyGrid
 from mira.inference.errors import InferenceError, InputError
 from mira.data.source_view import SourceFraming
@@ -89,6 +90,9 @@ class InferenceSettings:
     distance: float | None = None  # None: the input view's canonical camera distance
     fps: float = 30.0
     skip_empty_space: bool = True  # video: evaluate the field only in occupied cells (mira.rendering.occupancy)
+    # video: render from the field baked on an N^3 grid (mira.rendering.baked_field); 0: the exact field;
+    # None: 96 on the CPU, 0 on a GPU
+    video_bake_resolution: int | None = None
     device: str = "auto"
     precision: str = "fp32"
     seed: int = 42
@@ -115,6 +119,8 @@ class InferenceSettings:
             (self.video_format != "mp4" or self.render_size is None or self.render_size % 2 == 0,
              f"--render_size must be even for mp4 video (yuv420p), got {self.render_size}"),
             (self.fps > 0, f"--fps must be positive, got {self.fps}"),
+            (self.video_bake_resolution is None or self.video_bake_resolution == 0 or self.video_bake_resolution >= 8,
+             f"--video_bake_resolution must be 0 (the exact field) or at least 8, got {self.video_bake_resolution}"),
             (self.density_threshold is None or self.density_threshold > 0,
              f"--density_threshold must be positive, got {self.density_threshold}"),
             (self.foreground_ratio is None or 0 < self.foreground_ratio <= 1,
@@ -140,8 +146,8 @@ class InferenceSettings:
 
 
 # Output sizes when not given: a GPU renders the full ones in a second; a CPU the small ones in seconds.
-GPU_DEFAULTS = {"mesh_resolution": 256, "num_frames": 120, "render_size": 256}
-CPU_DEFAULTS = {"mesh_resolution": 128, "num_frames": 60, "render_size": 128}
+GPU_DEFAULTS = {"mesh_resolution": 256, "num_frames": 120, "render_size": 256, "video_bake_resolution": 0}
+CPU_DEFAULTS = {"mesh_resolution": 128, "num_frames": 60, "render_size": 128, "video_bake_resolution": DEFAULT_BAKE_RESOLUTION}
 
 
 def fill_device_defaults(settings: InferenceSettings, device: torch.device) -> InferenceSettings:
@@ -412,8 +418,12 @@ class InferencePipeline:
         distance = s.distance if s.distance is not None else float(prepared.c2w[:3, 3].norm())
         with self._autocast():
             occupancy = OccupancyGrid.from_field(self.model.renderer, triplanes) if s.skip_empty_space else None
+            renderer = self.model.renderer
+            if s.video_bake_resolution:
+                baked = BakedField.from_renderer(renderer, triplanes, s.video_bake_resolution, occupancy)
+                renderer = renderer_with_baked_field(renderer, baked)
             frames = render_orbit_frames(
-                self.model.renderer, triplanes, s.num_frames, s.render_size, s.elevation, distance, intrinsics,
+                renderer, triplanes, s.num_frames, s.render_size, s.elevation, distance, intrinsics,
                 start_azimuth_deg=self.config.data.source_camera_azimuth_deg,  # the input view first
                 progress=s.progress, occupancy=occupancy,
             )
@@ -421,7 +431,8 @@ class InferencePipeline:
         write_video(frames, output_dir / file_name, s.fps)
         return {"file": file_name, "frames": s.num_frames, "width": s.render_size, "height": s.render_size,
                 "fps": s.fps, "elevation_deg": s.elevation, "distance": distance,
-                "occupied_fraction": None if occupancy is None else round(occupancy.occupied_fraction, 4)}
+                "occupied_fraction": None if occupancy is None else round(occupancy.occupied_fraction, 4),
+                "baked_field_resolution": s.video_bake_resolution or None}
 
     def write_result(
         self,
