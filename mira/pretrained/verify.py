@@ -1,4 +1,4 @@
-"""Check a converted OpenLRM checkpoint against the outputs of OpenLRM's own code.
+"""Check a converted OpenLRM or TripoSR checkpoint against the outputs of the reference's own code.
 
     python -m mira.pretrained.verify --reference DIR [DIR ...] [--json report.json]
     python -m mira.pretrained.verify --reference DIR --write_fixture tests/fixtures/openlrm-tiny
@@ -27,6 +27,13 @@ and MIRA recomputes each output from the reference's inputs, in float32 on the C
   :func:`mira.export.mesh.extract_mesh` (MIRA's field, no cavity filling) must put a vertex within
   :data:`MESH_END_TO_END_TOLERANCE` of every reference vertex (the two density grids differ by
   float32 rounding, which moves vertices where the density is nearly flat).
+
+For a TripoSR run (``ref_run.py triposr``; ``checkpoint/`` holds ``config.yaml`` + ``model.ckpt``, loaded
+as users load one) the same is checked except what TripoSR has not (camera embedding, opacity and depth
+outputs): ``encoder_tokens``, ``decoder_tokens`` (the backbone's output, after its residual),
+``triplanes``, ``density_grid`` / ``grid_rgb``, ``render_rgb`` on the reference's rays, the rays MIRA makes
+from the reference's cameras, and the mesh (TripoSR's extraction: marching cubes of the density grid
+over ``[-radius, radius]^3``, corners included, as OpenLRM's over its box).
 
 A tensor passes when ``max |MIRA - reference| <= tolerance * max(1, max |reference|)``. The exit
 status is 0 only when everything passes. ``--write_fixture`` copies a reference run compactly (the
@@ -57,6 +64,10 @@ MESH_END_TO_END_TOLERANCE = 1e-3
 MESH_LEVEL_QUANTILE = 0.75
 MESH_LEVEL_WINDOW = 0.02
 OUTPUTS_FILE = "outputs.npz"
+# The files of the published checkpoint layout per reference model (TripoSR: dino_vit_config.json is
+# optional, written by ref_run.py for test-size encoders).
+CHECKPOINT_FILES = {"openlrm": ("config.json", "model.safetensors"), "triposr": ("config.yaml", "model.ckpt")}
+OPTIONAL_CHECKPOINT_FILES = {"openlrm": (), "triposr": ("dino_vit_config.json",)}
 META_FILE = "meta.json"
 CHECKPOINT_DIR = "checkpoint"
 
@@ -86,13 +97,16 @@ class ReferenceRun:
     def load(cls, directory: str | Path) -> "ReferenceRun":
         """Read ``meta.json`` and ``outputs.npz``; raise ``FileNotFoundError`` naming what is missing."""
         directory = Path(directory)
-        for name in (META_FILE, OUTPUTS_FILE, f"{CHECKPOINT_DIR}/config.json", f"{CHECKPOINT_DIR}/model.safetensors"):
+        if not (directory / META_FILE).is_file():
+            raise FileNotFoundError(f"{directory / META_FILE} not found: --reference takes a folder written by "
+                                    "shared/reference/ref_run.py (or by --write_fixture)")
+        meta = json.loads((directory / META_FILE).read_text())
+        if meta.get("model") not in CHECKPOINT_FILES:
+            raise ValueError(f"{directory}: a reference run of '{meta.get('model')}', not of {sorted(CHECKPOINT_FILES)}")
+        for name in (OUTPUTS_FILE, *(f"{CHECKPOINT_DIR}/{file}" for file in CHECKPOINT_FILES[meta["model"]])):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory / name} not found: --reference takes a folder written by "
-                                        "shared/reference/ref_run.py openlrm (or by --write_fixture)")
-        meta = json.loads((directory / META_FILE).read_text())
-        if meta.get("model") != "openlrm":
-            raise ValueError(f"{directory}: a reference run of '{meta.get('model')}', not of OpenLRM")
+                                        f"shared/reference/ref_run.py {meta['model']} (or by --write_fixture)")
         with np.load(directory / OUTPUTS_FILE) as data:
             outputs = {key: data[key] for key in data.files}
         return cls(directory=directory, meta=meta, outputs=outputs)
@@ -155,13 +169,14 @@ def mesh_level(density: np.ndarray) -> float:
     return float(0.5 * (window[widest] + window[widest + 1]))
 
 
-def openlrm_mesh(density: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """The mesh OpenLRM's inference extracts from a (G, G, G) density grid over [-1, 1]^3: PyMCubes at
-    ``level``, vertices ``index / (G - 1) * 2 - 1`` (no padding, no clean-up). Returns (V, 3), (F, 3)."""
+def openlrm_mesh(density: np.ndarray, level: float, half_extent: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The mesh OpenLRM's (and TripoSR's) inference extracts from a (G, G, G) density grid over
+    ``[-half_extent, half_extent]^3`` (corners included): PyMCubes at ``level``, vertices
+    ``(index / (G - 1) * 2 - 1) * half_extent`` (no padding, no clean-up). Returns (V, 3), (F, 3)."""
     import mcubes
 
     vertices, faces = mcubes.marching_cubes(density, float(level))
-    return vertices / (density.shape[0] - 1) * 2 - 1, faces.astype(np.int64)
+    return (vertices / (density.shape[0] - 1) * 2 - 1) * half_extent, faces.astype(np.int64)
 
 
 def compare_meshes(reference: tuple[np.ndarray, np.ndarray], ours: tuple[np.ndarray, np.ndarray],
@@ -195,9 +210,15 @@ def compare_meshes(reference: tuple[np.ndarray, np.ndarray], ours: tuple[np.ndar
             "max_vertex_distance": float(distance.max()), "passed": missing == 0 and off_box == 0}
 
 
-@torch.no_grad()
 def verify(run: ReferenceRun, tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
-    """Convert ``run``'s checkpoint and compare every output (see the module docstring).
+    """Convert ``run``'s checkpoint and compare every output (see the module docstring); the report of
+    :func:`verify_openlrm` or :func:`verify_triposr`."""
+    return (verify_triposr if run.meta["model"] == "triposr" else verify_openlrm)(run, tolerance)
+
+
+@torch.no_grad()
+def verify_openlrm(run: ReferenceRun, tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
+    """An OpenLRM run: convert its checkpoint and compare every output (see the module docstring).
 
     Returns:
         {"reference", "config_name", "num_parameters", "comparisons": [Comparison as dict], "mesh",
@@ -272,13 +293,95 @@ def verify(run: ReferenceRun, tolerance: float = DEFAULT_TOLERANCE) -> dict[str,
             "seconds": round(time.perf_counter() - started, 2)}
 
 
+def _mesh_checks(renderer, triplanes: torch.Tensor, density: np.ndarray, half_extent: float) -> dict[str, Any]:
+    """The mesh part of the report: the reference's extraction (:func:`openlrm_mesh`) of its density grid
+    against MIRA's on the same grid and level, and MIRA's own end to end (see the module docstring)."""
+    from scipy.spatial import cKDTree
+
+    from mira.export.mesh import extract_mesh, marching_cubes_world
+
+    size = density.shape[0]
+    level = mesh_level(density)
+    reference_mesh = openlrm_mesh(density, level, half_extent)
+    box_min, box_max = np.array(renderer.config.box_min), np.array(renderer.config.box_max)
+    same_grid = compare_meshes(reference_mesh, marching_cubes_world(density, level, box_min, box_max), box=half_extent)
+    ours = extract_mesh(renderer, triplanes, resolution=size, density_threshold=level, fill_cavities=False)
+    end_to_end = float(cKDTree(np.asarray(ours.vertices)).query(reference_mesh[0])[0].max())
+    mesh = {"level": level, "grid": size, **same_grid, "end_to_end_max_vertex_distance": end_to_end,
+            "end_to_end_passed": end_to_end <= MESH_END_TO_END_TOLERANCE}
+    mesh["passed"] = bool(same_grid["passed"] and mesh["end_to_end_passed"])
+    return mesh
+
+
+@torch.no_grad()
+def verify_triposr(run: ReferenceRun, tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
+    """A TripoSR run: load its ``config.yaml`` + ``model.ckpt`` as users do and compare every output TripoSR
+    has (see the module docstring). Returns the same report as :func:`verify_openlrm`."""
+    from mira.cameras import pixel_centers, rays_from_pixels
+    from mira.checkpoints import load_model
+
+    started = time.perf_counter()
+    model = load_model(str(run.checkpoint))
+    results: list[Comparison] = []
+    image = run.tensor("image")
+    results.append(_compare("encoder_tokens", model.encoder(image), run.tensor("encoder_tokens"), tolerance,
+                            "ViT last_hidden_state (CLS + patches)"))
+    captured: dict[str, torch.Tensor] = {}
+    hook = model.decoder.final_norm.register_forward_hook(lambda _m, _i, out: captured.__setitem__("tokens", out))
+    try:  # no camera input: the source camera arguments are placeholders
+        triplanes = model.forward_triplanes(image, torch.eye(4).expand(image.shape[0], 4, 4),
+                                            torch.tensor([[1.0, 1.0, 0.5, 0.5]]).expand(image.shape[0], 4))
+    finally:
+        hook.remove()
+    results.append(_compare("decoder_tokens", captured["tokens"], run.tensor("decoder_tokens"), tolerance,
+                            "the backbone's output (residual included), before the upsampler"))
+    results.append(_compare("triplanes", triplanes, run.tensor("triplanes"), tolerance))
+
+    renderer = model.renderer
+    axis = run.tensor("grid_axis")
+    size = len(axis)
+    points = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(1, -1, 3)
+    field = renderer.query(triplanes, points)
+    results.append(_compare("density_grid", field["density"].reshape(size, size, size), run.tensor("density_grid"),
+                            tolerance, "MIRA's triplanes at the reference's grid points"))
+    results.append(_compare("grid_rgb", field["rgb"].reshape(size, size, size, 3), run.tensor("grid_rgb"), tolerance))
+
+    origins, directions = run.tensor("render_ray_origins"), run.tensor("render_ray_directions")  # (V, H, W, 3)
+    views, height, width = origins.shape[:3]
+    rendered = renderer(triplanes.expand(views, -1, -1, -1, -1), origins.reshape(views, -1, 3),
+                        directions.reshape(views, -1, 3))
+    rgb = rendered["rgb"].reshape(views, height, width, 3).permute(0, 3, 1, 2)[None]
+    results.append(_compare("render_rgb", rgb, run.tensor("render_rgb"), tolerance,
+                            "MIRA's triplanes and renderer on the reference's rays"))
+    render = run.meta["render"]
+    c2w = torch.tensor(render["c2w_opencv"], dtype=torch.float32)
+    intrinsics = torch.tensor([render["intrinsics_normalised"]], dtype=torch.float32).expand(views, 4)
+    uv = pixel_centers(height, width).expand(views, -1, -1)
+    our_origins, our_directions = rays_from_pixels(c2w, intrinsics, uv, width, height)
+    results.append(_compare("ray_origins", our_origins, origins.reshape(views, -1, 3), tolerance,
+                            "mira.cameras from the reference's cameras"))
+    results.append(_compare("ray_directions", our_directions, directions.reshape(views, -1, 3), tolerance,
+                            "mira.cameras from the reference's cameras"))
+
+    radius = float(renderer.config.box_max[0])
+    mesh = _mesh_checks(renderer, triplanes, run.outputs["density_grid"].astype(np.float32), radius)
+    passed = all(result.passed for result in results) and bool(mesh["passed"])
+    return {"reference": str(run.directory), "config_name": run.meta.get("config_name"),
+            "tiny": bool(run.meta.get("tiny")), "num_parameters": int(sum(p.numel() for p in model.parameters())),
+            "reference_num_parameters": run.meta.get("num_parameters"), "tolerance": tolerance,
+            "comparisons": [asdict(result) for result in results], "mesh": mesh, "passed": passed,
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
 def write_fixture(run: ReferenceRun, target: Path) -> None:
     """A compact copy of ``run`` for CI: checkpoint/, meta.json, outputs.npz (compressed float32)."""
     from mira.atomic import atomic_output
 
     (target / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "model.safetensors"):
-        shutil.copyfile(run.checkpoint / name, target / CHECKPOINT_DIR / name)
+    model = run.meta["model"]
+    for name in CHECKPOINT_FILES[model] + OPTIONAL_CHECKPOINT_FILES[model]:
+        if (run.checkpoint / name).is_file():
+            shutil.copyfile(run.checkpoint / name, target / CHECKPOINT_DIR / name)
     (target / META_FILE).write_text(json.dumps(run.meta, indent=1) + "\n")
     with atomic_output(target / OUTPUTS_FILE) as temporary:
         with open(temporary, "wb") as handle:
@@ -303,7 +406,8 @@ def format_report(report: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mira.pretrained.verify", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reference", nargs="+", required=True, type=Path, help="ref_run.py openlrm output folders")
+    parser.add_argument("--reference", nargs="+", required=True, type=Path,
+                        help="ref_run.py openlrm / triposr output folders")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                         help="max |error| per unit of the reference's scale (default 1e-4)")
     parser.add_argument("--json", type=Path, default=None, help="also write the reports here")
