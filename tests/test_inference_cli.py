@@ -87,7 +87,8 @@ def test_image_mode_writes_mesh_video_and_result(tmp_path, tiny_checkpoint, obje
     assert result["outputs"] == {"input_image": "input.png", "mesh": "mesh.ply", "video": "video.mp4"}
     assert result["mesh"]["vertices"] == len(mesh.vertices) and result["mesh"]["faces"] == len(mesh.faces)
     assert result["video"] == {"file": "video.mp4", "frames": 5, "width": 24, "height": 24, "fps": 12.0,
-                               "elevation_deg": 10.0, "distance": 2.4, "occupied_fraction": result["video"]["occupied_fraction"]}
+                               "elevation_deg": 10.0, "distance": 2.4, "occupied_fraction": result["video"]["occupied_fraction"],
+                               "baked_field_resolution": 96}  # the CPU's default (mira.rendering.baked_field)
     assert 0.0 < result["video"]["occupied_fraction"] <= 1.0
     assert result["settings"]["mesh_resolution"] == 24 and result["settings"]["config_path"] == "configs/tiny.json"
     assert result["preprocessing"]["mask_source"] == "alpha"

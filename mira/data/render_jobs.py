@@ -32,6 +32,7 @@ from tqdm import tqdm
 from mira.atomic import write_json_atomic
 from mira.data.blender import ERROR_PREFIX, RENDER_SCRIPT, blender_command
 from mira.data.index import INDEX_FILE, done_objects, read_done_marker, write_done_marker
+from mira.progress import bar_disabled
 
 LOGGER = logging.getLogger(__name__)
 LOG_DIR = "_logs"
@@ -269,7 +270,7 @@ def render_all(jobs: list[RenderJob], settings: RenderSettings, output_dir: str 
     executor = ThreadPoolExecutor(max_workers=workers)
     try:
         futures = [executor.submit(run, job) for job in jobs]
-        bar = tqdm(as_completed(futures), total=len(futures), desc="rendering", unit="object", disable=not progress)
+        bar = tqdm(as_completed(futures), total=len(futures), desc="rendering", unit="object", disable=bar_disabled(progress))
         for future in bar:
             result = future.result()
             summary.results.append(result)

@@ -29,6 +29,7 @@ from mira.cameras import rays_from_pixels
 from mira.config import MiraConfig
 from mira.evaluation.options import FitOptions  # noqa: F401 - re-exported (kept with the CLI options)
 from mira.evaluation.views import ViewSet
+from mira.progress import bar_disabled
 from mira.rendering import TriplaneRenderer
 
 
@@ -141,7 +142,7 @@ def fit_triplane(
     views = train_views.to(device)
     optimizer, scheduler = build_optimizer(model, options)
     generator = torch.Generator().manual_seed(options.seed)
-    bar = tqdm(range(options.steps), desc="fit", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(range(options.steps), desc="fit", disable=bar_disabled(progress), dynamic_ncols=True)
     for step in bar:
         batch = sample_training_rays(views, options.batch_rays, generator)
         out = model.render_rays(batch["origins"], batch["directions"])

@@ -43,6 +43,7 @@ from mira.evaluation.baselines import render_sphere, sphere_from_source, sphere_
 from mira.evaluation.scoring import (IMAGE_METRICS, ImageScorer, ScoringSettings, extract_scored_mesh, mean_scores,
                                      score_geometry)
 from mira.evaluation.views import ViewSet, prepare_views
+from mira.progress import bar_disabled
 from mira.rendering.chunking import chunked
 
 logger = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ def evaluate_dataset(
     results: dict[str, dict[str, Any]] = {}
     failed: list[dict[str, str]] = []
     start = time.perf_counter()
-    for object_id, folder in tqdm(objects, desc="evaluate", disable=not settings.progress, dynamic_ncols=True):
+    for object_id, folder in tqdm(objects, desc="evaluate", disable=bar_disabled(settings.progress), dynamic_ncols=True):
         try:
             views = load_views(folder, config)
             truth = load_mesh(views.mesh_path) if views.mesh_path is not None else None

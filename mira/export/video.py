@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from mira.atomic import atomic_output
 from mira.cameras import orbit_cameras
+from mira.progress import bar_disabled
 from mira.rendering.chunking import chunk_slices
 
 VIDEO_FORMATS = ("mp4", "gif")
@@ -62,7 +63,7 @@ def render_orbit_frames(
     c2w = orbit_cameras(num_frames, elevation_deg, distance, start_azimuth_deg, device=device)
     intrinsics = intrinsics.to(device=device, dtype=torch.float32).reshape(1, 1, 4)
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
-    with tqdm(total=num_frames, desc="video", unit="frame", disable=not progress, leave=False) as bar:
+    with tqdm(total=num_frames, desc="video", unit="frame", disable=bar_disabled(progress), leave=False) as bar:
         for part in chunk_slices(num_frames, views_per_chunk):
             views = c2w[part][None]  # (1, V, 4, 4)
             rgb = renderer.render_images(triplanes, views, intrinsics.expand(1, views.shape[1], 4), size, size,

@@ -35,6 +35,7 @@ from mira.export.mesh import FORMAT_FRAMES, REMESH_MODES, MeshExtractionError, e
 from mira.export.texture import DEFAULT_TEXTURE_SIZE, TextureBakeError, texture_mesh
 from mira.export.video import render_orbit_frames, write_video
 from mira.inference.checkpoint import load_model
+from mira.progress import bar_disabled
 from mira.rendering.baked_field import DEFAULT_BAKE_RESOLUTION, BakedField, renderer_with_baked_field
 from mira.rendering.occupancy import OccupancyGrid
 from mira.inference.errors import InferenceError, InputError
@@ -312,7 +313,7 @@ class InferencePipeline:
         if self.settings.mode == "text":
             self.text_to_image()  # before the 3D model: a missing text model (offline?) is one error, at once
         self.load()
-        for item in tqdm(valid, desc="inputs", unit="input", disable=not self.settings.progress or len(valid) < 2):
+        for item in tqdm(valid, desc="inputs", unit="input", disable=bar_disabled(self.settings.progress and len(valid) > 1)):
             try:
                 summary.succeeded.append(self.process(item))
             except (InferenceError, MeshExtractionError, TextureBakeError) as error:  # reported by the caller, once

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mira.progress import bar_disabled
 from mira.rendering.chunking import chunk_slices
 from mira.rendering.marching_cubes import above_level, straddling_blocks
 
@@ -59,7 +60,7 @@ def evaluate_grid_points(
     """
     values = torch.empty(len(flat_indices), dtype=torch.float32, device=flat_indices.device)
     parts = list(chunk_slices(len(flat_indices), chunk_size))
-    for part in tqdm(parts, desc=progress, disable=progress is None, leave=False):
+    for part in tqdm(parts, desc=progress, disable=bar_disabled(progress is not None), leave=False):
         values[part] = density(grid_points_for_indices(flat_indices[part], resolution, box_min, box_max)).float()
     return values
 
@@ -76,7 +77,7 @@ def dense_density_grid(
     total = resolution**3
     grid = torch.empty(total, dtype=torch.float32, device=box_min.device)
     parts = list(chunk_slices(total, chunk_size))
-    for part in tqdm(parts, desc=f"density grid {resolution}^3", disable=not progress, leave=False):
+    for part in tqdm(parts, desc=f"density grid {resolution}^3", disable=bar_disabled(progress), leave=False):
         flat = torch.arange(part.start, part.stop, device=box_min.device)
         grid[part] = density(grid_points_for_indices(flat, resolution, box_min, box_max)).float()
     return grid.reshape(resolution, resolution, resolution)

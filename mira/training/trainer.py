@@ -33,6 +33,7 @@ from mira.atomic import write_json_atomic
 from mira.checkpoints import CONTRACT_DATA_KEYS, FINAL_EXPORT_DIR  # noqa: F401  (FINAL_EXPORT_DIR: tests import it here)
 from mira.config import ConfigError, MiraConfig
 from mira.evaluation.metrics import LPIPS_MIN_SIZE, MissingWeightsError
+from mira.progress import format_eta, on_terminal
 from mira.training import checkpoint as ckpt
 from mira.training.distributed import (DistributedContext, all_gather_objects, all_reduce_sum, barrier,
                                        setup_distributed)
@@ -538,6 +539,7 @@ class Trainer:
     def fit(self) -> FitResult:
         """Train until ``total_steps`` (or ``stop_at_step``, a signal, or a non-finite streak)."""
         result = FitResult(step=self.state.step, stopped_early=False, last_checkpoint=None)
+        self._first_step, self._fit_started = self.state.step, time.monotonic()
         progress = self._progress_bar()
         accum = self.train_cfg.grad_accum_steps
         last_saved_step = self.state.step if self.state.step > 0 else -1
@@ -648,6 +650,17 @@ class Trainer:
         if self.device.type == "cuda":
             values["max_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         self.logger.log_scalars(self.state.step, values)
+        if self.context.is_main and not on_terminal():
+            LOGGER.info("step %d/%d: loss %.4f, %.1f samples/s, %s left", self.state.step, self.total_steps,
+                        step_result.loss, samples_per_s, format_eta(self._seconds_left()))
+
+    def _seconds_left(self) -> float:
+        """Time to ``total_steps`` at this process's average rate so far (or to ``time_limit_minutes``)."""
+        now = time.monotonic()
+        done = max(1, self.state.step - self._first_step)
+        left = (now - self._fit_started) / done * max(0, self.total_steps - self.state.step)
+        limit = self.train_cfg.time_limit_minutes
+        return min(left, max(0.0, 60.0 * limit - (now - self._started))) if limit > 0 else left
 
     def validate(self) -> dict[str, float]:
         """Score held-out objects (all ranks) and log metrics + a preview image (rank 0)."""
@@ -665,7 +678,9 @@ class Trainer:
         return metrics
 
     def _progress_bar(self):
-        if not self.context.is_main:
+        """The main process's tqdm bar on a terminal; None elsewhere (off a terminal, each logging
+        window writes a line with the step, the loss, the rate and the time left instead)."""
+        if not self.context.is_main or not on_terminal():
             return None
         from tqdm.auto import tqdm
 
