@@ -1,9 +1,10 @@
 """``python -m mira.convert --checkpoint_path SRC --output_path OUT`` (or ``python -m mira.convert SRC OUT``):
 any checkpoint MIRA reads -> a MIRA ``save_pretrained`` folder.
 
-SRC is an OpenLRM v1.1 checkpoint folder or hub id (``zxhezexin/openlrm-mix-base-1.1``), or any
-other kind :mod:`mira.checkpoints` reads (a training ``.pt``, a run folder ...). The conversion is
-strict (:mod:`mira.pretrained.openlrm`): every upstream tensor is used and none is invented; a
+SRC is an OpenLRM v1.1 checkpoint folder or hub id (``zxhezexin/openlrm-mix-base-1.1``), a TripoSR
+folder (``config.yaml`` + ``model.ckpt``) or hub id (``stabilityai/TripoSR``), or any other kind
+:mod:`mira.checkpoints` reads (a training ``.pt``, a run folder ...). The conversion is strict
+(:mod:`mira.pretrained.openlrm`, :mod:`mira.pretrained.triposr`): every upstream tensor is used and none is invented; a
 tensor left over or missing, or a config that does not match the weights, is one error naming it,
 exit status 1, and nothing is written. OUT gets ``model.safetensors`` + ``config.json`` (atomically),
 which ``test.py``, ``train_ddp.py --init_from`` and ``mira.evaluate`` load directly.
@@ -28,6 +29,7 @@ EPILOG = """examples:
   python -m mira.convert --checkpoint_path checkpoints/tiny --output_path outputs/tiny-final  # a training run -> one folder
   python -m mira.convert --checkpoint_path zxhezexin/openlrm-mix-base-1.1 --output_path checkpoints/openlrm-mix-base
   python -m mira.convert zxhezexin/openlrm-obj-small-1.1 checkpoints/openlrm-obj-small  # positional SRC OUT work too
+  python -m mira.convert --checkpoint_path stabilityai/TripoSR --output_path checkpoints/triposr  # config.yaml + model.ckpt
 """
 
 
@@ -52,14 +54,14 @@ def convert(source: str, target: str | Path, source_size: int | None = None,
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags of ``python -m mira.convert``: SRC and OUT as ``--checkpoint_path`` / ``--output_path`` or positionally."""
-    parser = new_parser("python -m mira.convert", "Convert any checkpoint MIRA reads (an OpenLRM folder or hub id, a "
-                        "training run or .pt ...)\ninto a MIRA save_pretrained folder, strictly: a tensor left over or "
+    parser = new_parser("python -m mira.convert", "Convert any checkpoint MIRA reads (an OpenLRM or TripoSR folder or hub "
+                        "id, a training run or .pt ...)\ninto a MIRA save_pretrained folder, strictly: a tensor left over or "
                         "missing is an error.", EPILOG)
     parser.add_argument("source", nargs="?", default=None, metavar="SRC", help="same as --checkpoint_path")
     parser.add_argument("output", nargs="?", default=None, metavar="OUT", help="same as --output_path")
     parser.add_argument("--checkpoint_path", default=None,
-                        help="OpenLRM checkpoint folder or hub id, or any checkpoint mira.checkpoints reads (required, "
-                             "or SRC)")
+                        help="OpenLRM or TripoSR checkpoint folder or hub id, or any checkpoint mira.checkpoints reads "
+                             "(required, or SRC)")
     parser.add_argument("--output_path", default=None,
                         help="new folder for the MIRA checkpoint, model.safetensors + config.json (required, or OUT)")
     parser.add_argument("--source_size", type=int, default=None,

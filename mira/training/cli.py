@@ -29,6 +29,7 @@ EPILOG = """examples:
   python train_ddp.py --config_path configs/mira-base.json --set data_dir=data/renders --set batch_size=4
   torchrun --standalone --nproc_per_node=4 train_ddp.py --config_path configs/mira-demo.json --time_limit_minutes 9  # GPUs, procedural data
   python train_ddp.py --config_path configs/config.json --init_from zxhezexin/openlrm-mix-base-1.1 --data_dir data/renders  # fine-tune OpenLRM
+  python train_ddp.py --config_path configs/config.json --init_from stabilityai/TripoSR --data_dir data/renders  # fine-tune TripoSR
 
 Defaults above are MiraConfig's (mira/config.py); the --config_path file overrides them and the
 command line overrides the file. Multi-node: torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d
@@ -44,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "[--<key> VALUE ...]")
     parser.add_argument("--config_path", default=DEFAULT_CONFIG_PATH, help="JSON config (flat or nested keys)")
     parser.add_argument("--init_from", default=None, metavar="CHECKPOINT",
-                        help="fine-tune from these weights: a MIRA or OpenLRM checkpoint folder or a hub id (e.g. "
-                             "zxhezexin/openlrm-mix-base-1.1); its architecture is used. Same as "
+                        help="fine-tune from these weights: a MIRA, OpenLRM or TripoSR checkpoint folder or a hub id (e.g. "
+                             "zxhezexin/openlrm-mix-base-1.1, stabilityai/TripoSR); its architecture is used. Same as "
                              "--model_preloading_strategy CHECKPOINT (default: none)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key, the same as --KEY VALUE (repeatable; default: none)")
