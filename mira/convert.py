@@ -26,7 +26,7 @@ from mira.errors import InferenceError
 
 EPILOG = """examples:
   python -m mira.convert --checkpoint_path mira/weights/mira-demo --output_path outputs/mira-demo-copy  # any kind MIRA reads
-  python -m mira.convert --checkpoint_path checkpoints/tiny --output_path outputs/tiny-final  # a training run -> one folder
+  python -m mira.convert --checkpoint_path checkpoints/tiny-spheres --output_path outputs/tiny-final  # a training run (train_ddp.py --help) -> one folder
   python -m mira.convert --checkpoint_path zxhezexin/openlrm-mix-base-1.1 --output_path checkpoints/openlrm-mix-base
   python -m mira.convert zxhezexin/openlrm-obj-small-1.1 checkpoints/openlrm-obj-small  # positional SRC OUT work too
   python -m mira.convert --checkpoint_path stabilityai/TripoSR --output_path checkpoints/triposr  # config.yaml + model.ckpt

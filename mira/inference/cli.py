@@ -34,7 +34,7 @@ EXAMPLE = """examples:
   python test.py --mode image --input docs/examples/procedural_000000000_blender.png --output_path outputs/quickstart --export_video --export_mesh
   python test.py --input docs/examples/procedural_000000001_blender.png --output_path outputs/quick --export_video --num_frames 30 --render_size 96  # a quick video on a CPU
   python test.py --checkpoint_path mira/weights/mira-demo --input docs/examples/ --output_path outputs/examples --export_mesh --mesh_format glb --texture
-  python test.py --checkpoint_path checkpoints/tiny --input data/tiny/synthetic_00007/000.png --output_path outputs/tiny --export_mesh --density_threshold 0.5  # after the README's smoke training
+  python test.py --checkpoint_path checkpoints/tiny-spheres --input docs/examples/procedural_000000001_blender.png --output_path outputs/tiny --export_mesh --density_threshold 0.5  # after train_ddp.py --help's first example
   python test.py --checkpoint_path zxhezexin/openlrm-mix-base-1.1 --input docs/examples/procedural_000000002_blender.png --export_mesh  # downloads once
   python test.py --mode text --input "a red wooden chair" --export_video  # needs the text model: hf download stabilityai/sdxl-turbo
 (without --checkpoint_path: the shipped mira-demo model, mira/weights/mira-demo; see docs/TRAINING.md)
