@@ -125,7 +125,7 @@ def read_checkpoint(checkpoint_path: str, openlrm_options: Mapping[str, Any] | N
             return _read_torch_checkpoint(latest)
         raise WeightsNotFoundError(
             f"{path}: no known checkpoint in this directory (expected {WEIGHTS_NAME} + {CONFIG_NAME} of a MIRA "
-            f"save_pretrained folder or an OpenLRM checkpoint, a '{FINAL_EXPORT_DIR}/' export or training checkpoints "
+            f"save_pretrained folder or an OpenLRM checkpoint, config.yaml + model.ckpt of a TripoSR checkpoint, a '{FINAL_EXPORT_DIR}/' export or training checkpoints "
             f"checkpoint-<step>.pt; found: {_listing(path)})"
         )
     if path.is_file():

@@ -258,3 +258,47 @@ def test_fine_tuning_a_converted_checkpoint_lowers_the_loss(converted, tmp_path)
     losses = np.array(result.losses)
     assert np.isfinite(losses).all() and losses[-3:].mean() < 0.8 * losses[:3].mean(), losses
     print(f"fine-tuning loss (mean of 3 steps) {losses[:3].mean():.4f} -> {losses[-3:].mean():.4f}")
+
+
+def test_evaluate_runs_on_a_triposr_checkpoint(tmp_path):
+    from helpers_evaluation import write_sphere_dataset
+    from mira.evaluate import main
+
+    data = write_sphere_dataset(tmp_path / "data", num_val=1, num_views=3, size=24)
+    summary = main(["--checkpoint", str(CHECKPOINT), "--data", str(data), "--out", str(tmp_path / "eval"),
+                    "--device", "cpu", "--lpips_backbone", "random", "--lpips_net", "alex", "--mesh_resolution", "16",
+                    "--geometry_samples", "500", "--density_threshold", "0.3", "--quiet"])
+    assert summary is not None and json.loads((tmp_path / "eval" / "metrics.json").read_text())
+
+
+def test_normalized_midpoint_marching_and_its_options():
+    """Step 1/S whatever the ray's world length; empty rays render the background; no importance samples;
+    exp density; the options are validated."""
+    from mira.config import ConfigError
+    from mira.rendering import TriplaneRenderer
+
+    config = MiraConfig.from_dict({"ray_marching": "normalized_midpoint", "importance_samples_per_ray": 0,
+                                   "rendering_samples_per_ray": 8, "density_activation": "exp",
+                                   "color_sigmoid_widening": 0.0, "box_min": [-0.5] * 3, "box_max": [0.5] * 3})
+    renderer = TriplaneRenderer(config.renderer, triplane_dim=4)
+    torch.nn.init.zeros_(renderer.field.output_layer.weight)
+    torch.nn.init.zeros_(renderer.field.output_layer.bias)  # density exp(0 - 1) everywhere, colour 0.5
+    triplanes = torch.randn(1, 3, 4, 8, 8)
+    origins = torch.tensor([[[-2.0, 0.0, 0.0], [-2.0, 0.3, 0.3], [-2.0, 2.0, 0.0]]])
+    directions = torch.tensor([[[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]])
+    with torch.no_grad():
+        out = renderer(triplanes, origins, directions)
+    expected = 1 - np.exp(-np.exp(-1.0))  # sum of the 8 steps of 1/8: optical depth exp(-1), any length
+    np.testing.assert_allclose(out["opacity"][0, :2, 0].numpy(), expected, rtol=1e-5)
+    assert out["opacity"][0, 2, 0] == 0 and torch.equal(out["rgb"][0, 2], torch.ones(3))  # misses the box
+    near, far = 2 - 0.4995, 2 + 0.4995  # the box shrunk by 0.1 %
+    t = near + (np.arange(8) + 0.5) / 8 * (far - near)  # bin midpoints
+    alpha = 1 - np.exp(-np.exp(-1.0) / 8)
+    weights = alpha * (1 - alpha) ** np.arange(8)
+    np.testing.assert_allclose(out["depth"][0, 0, 0].item(), (weights * t).sum() / weights.sum(), rtol=1e-5)
+    with pytest.raises(ConfigError, match="importance_samples_per_ray"):
+        MiraConfig.from_dict({"ray_marching": "normalized_midpoint"})
+    for key, value in (("density_activation", "relu"), ("decoder_block_order", "mlp_first"),
+                       ("encoder_position_interpolation", "scale_factor")):
+        with pytest.raises(ConfigError, match=key):
+            MiraConfig.from_dict({key: value})

@@ -128,9 +128,10 @@ def source_and_targets(c2w: Tensor, source_view: int | None, elevation_deg: floa
 
 def prepare_source(views: Any, index: int, config: Any) -> SourceView:
     """The model input of view ``index`` through the source-view contract shared with training and
-    ``test.py`` (:func:`mira.data.source_view.prepare_training_source_view`), over ``background_color``."""
+    ``test.py`` (:func:`mira.data.source_view.prepare_training_source_view`), over the source background
+    (``config.source_background()``: ``background_color`` unless the checkpoint's contract names one, TripoSR's grey)."""
     return prepare_training_source_view(views.images[index][None].float(), views.c2w[index][None].float(),
-                                        views.intrinsics[index][None].float(), config, config.renderer.background_color)
+                                        views.intrinsics[index][None].float(), config, config.source_background())
 
 
 @torch.no_grad()

@@ -6,9 +6,11 @@ ImageNet normalisation happens inside the module (``encoder_imagenet_normalizati
 feeds [0, 1] RGB as is), so callers never touch a PIL processor, and position embeddings are
 interpolated (bicubic, by ``transformers``) for any input size.
 
-``encoder_architecture`` picks the network: ``dinov2`` (``Dinov2Model``) or
+``encoder_architecture`` picks the network: ``dinov2`` (``Dinov2Model``),
 ``dinov2_with_registers`` (``Dinov2WithRegistersModel``, DINOv2 with register tokens, the
-encoder of OpenLRM v1.1). The registers are dropped from the output, so the token sequence is
+encoder of OpenLRM v1.1) or ``vit`` (``ViTModel`` without its pooler, e.g. DINO v1 ViT-B/16, the
+encoder of TripoSR; ``encoder_position_interpolation = "scale_factor"`` resizes its position grid as
+transformers 4.35 did, :func:`scale_factor_position_embeddings`). The registers are dropped from the output, so the token sequence is
 CLS + patches for both; the registers model has no ``mask_token`` (used only by masked
 pre-training, and absent from Meta's checkpoints).
 

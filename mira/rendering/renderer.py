@@ -44,7 +44,8 @@ class TriplaneRenderer(nn.Module):
     float64 rays), so the renderer is safe under bf16/fp16 autocast.
 
     ``ray_marching = "eg3d"`` replaces the sampling and compositing by EG3D's (OpenLRM's):
-    :mod:`mira.rendering.eg3d_marching`. ``plane_axes`` and ``field_activation`` choose the
+    :mod:`mira.rendering.eg3d_marching`; ``"normalized_midpoint"`` by TripoSR's:
+    :mod:`mira.rendering.midpoint_marching`. ``plane_axes`` and ``field_activation`` choose the
     triplane layout and the field MLP's activation.
     """
 
