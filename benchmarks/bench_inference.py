@@ -7,6 +7,7 @@ Random weights (timing does not depend on them): the DINOv2 encoder is built fro
     python benchmarks/bench_inference.py --device cuda --precision bf16
     python benchmarks/bench_inference.py --quick                       # tiny config on the CPU (smoke test)
     python benchmarks/bench_inference.py --device cuda --openlrm base  # OpenLRM v1.1 base as converted (docs/PRETRAINED.md)
+    python benchmarks/bench_inference.py --device cuda --triposr       # stabilityai/TripoSR as converted (docs/PRETRAINED.md)
 
 Stages (each after warm-up, CUDA-synchronised; peak GPU memory per stage):
 
@@ -116,6 +117,10 @@ def benchmark_config(args: argparse.Namespace) -> MiraConfig:
         from mira.pretrained.openlrm import published_openlrm_config
 
         return published_openlrm_config(args.openlrm)
+    if args.triposr:
+        from mira.pretrained.triposr import published_triposr_config
+
+        return published_triposr_config()
     cfg = load_config(args.config)
     if cfg.model.encoder_config is None:
         from transformers import Dinov2Config
@@ -124,6 +129,13 @@ def benchmark_config(args: argparse.Namespace) -> MiraConfig:
 
         cfg.model.encoder_config = dinov2_config_dict(Dinov2Config(**DINOV2_BASE))
     return cfg
+
+
+def config_label(args: argparse.Namespace) -> str:
+    """The name of the timed configuration: openlrm-<size>, triposr or the --config path."""
+    if args.openlrm:
+        return f"openlrm-{args.openlrm}"
+    return "triposr" if args.triposr else args.config
 
 
 def object_image(size: int = 512) -> "Image.Image":  # noqa: F821
@@ -153,7 +165,7 @@ def run(args: argparse.Namespace) -> dict:
         model = MIRA(cfg).eval()
     parameters = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
-          f"config {args.config if not args.openlrm else 'openlrm-' + args.openlrm}, {parameters:.1f} M parameters, precision {args.precision}", flush=True)
+          f"config {config_label(args)}, {parameters:.1f} M parameters, precision {args.precision}", flush=True)
 
     size = cfg.model.source_size
     images = torch.rand(1, 3, size, size, device=device)
@@ -192,7 +204,7 @@ def run(args: argparse.Namespace) -> dict:
         recorder.add("process peak RSS (GiB)", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, None,
                      "whole run, CPU memory")
     print(recorder.table())
-    return {"device": str(device), "config": f"openlrm-{args.openlrm}" if args.openlrm else args.config,
+    return {"device": str(device), "config": config_label(args),
             "precision": args.precision,
             "parameters_m": parameters, "rows": recorder.rows}
 
@@ -282,9 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--openlrm", choices=("small", "base", "large"), default=None,
                         help="time the converted OpenLRM v1.1 model of this size instead of --config")
+    parser.add_argument("--triposr", action="store_true",
+                        help="time the converted stabilityai/TripoSR model (512 px, 128 samples/ray) instead of --config")
     parser.add_argument("--quick", action="store_true", help="tiny config on the CPU, small sizes (smoke test)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
+    if args.openlrm and args.triposr:
+        parser.error("--openlrm and --triposr: choose one model")
     if args.quick:
         args.device, args.config = "cpu", str(REPO_ROOT / "configs" / "tiny.json")
         args.mesh_resolutions, args.num_frames, args.render_size = [32, 48], 12, 32
