@@ -302,3 +302,25 @@ def test_normalized_midpoint_marching_and_its_options():
                        ("encoder_position_interpolation", "scale_factor")):
         with pytest.raises(ConfigError, match=key):
             MiraConfig.from_dict({key: value})
+
+
+def test_configs_it_cannot_express_and_incomplete_folders_are_one_clear_error(tmp_path):
+    source = copy_checkpoint(tmp_path)
+    text = (CHECKPOINT / "config.yaml").read_text()
+    for old, new, message in (("activation: silu", "activation: tanh", "field_activation"),
+                              ("density_activation: exp", "density_activation: trunc_exp", "density_activation"),
+                              ("num_attention_heads: 2", "num_attention_heads: 2\n  attention_bias: true",
+                               "attention_bias"),
+                              ("plane_size: 4", "plane_size: 5", "tokenizer.embeddings|decoder.tokens|shape")):
+        (source / "config.yaml").write_text(text.replace(old, new))
+        with pytest.raises(CheckpointConfigMismatchError, match=message):
+            load_model(str(source))
+    (source / "config.yaml").write_text(text.replace("${tokenizer.num_channels}", "${tokenizer.channels}"))
+    with pytest.raises(CheckpointConfigMismatchError, match="unresolved reference"):
+        load_model(str(source))
+    (source / "config.yaml").write_text(text.replace("decoder_cls", "no_decoder_cls"))
+    with pytest.raises(CheckpointConfigMismatchError, match="decoder_cls"):
+        load_model(str(source))
+    (source / "model.ckpt").unlink()  # config.yaml alone is no checkpoint
+    with pytest.raises(WeightsNotFoundError, match="config.yaml \\+ model.ckpt"):
+        load_model(str(source))

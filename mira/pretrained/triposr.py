@@ -343,8 +343,14 @@ def convert_triposr_state(state: Mapping[str, Tensor], config: MiraConfig, sourc
 
 def read_triposr_folder(directory: Path) -> tuple[MiraConfig, dict[str, Tensor]]:
     """A TripoSR folder (``config.yaml`` + ``model.ckpt``) -> (MIRA config, MIRA state dict); strict."""
+    from mira.config import ConfigError
+
     source = str(directory)
     values = read_triposr_config(directory / TRIPOSR_CONFIG_NAME)
     state = load_triposr_weights(directory / TRIPOSR_WEIGHTS_NAME)
-    config = triposr_to_mira_config(values, vit_config_for(values, state, directory, source), source)
+    try:
+        config = triposr_to_mira_config(values, vit_config_for(values, state, directory, source), source)
+    except (ConfigError, KeyError, TypeError) as error:  # a value MIRA cannot express, a missing section or key
+        raise TripoSRConversionError(f"{source}/{TRIPOSR_CONFIG_NAME}: not a TripoSR config MIRA can express "
+                                     f"({type(error).__name__}: {error})") from error
     return config, convert_triposr_state(state, config, source=str(directory / TRIPOSR_WEIGHTS_NAME))
