@@ -313,6 +313,17 @@ def _mesh_checks(renderer, triplanes: torch.Tensor, density: np.ndarray, half_ex
     return mesh
 
 
+def triposr_grid_points(size: int, radius: float) -> torch.Tensor:
+    """(1, size^3, 3) the points TripoSR queries its grid at (``MarchingCubeHelper.grid_vertices``:
+    ``linspace(0, 1, size)`` per axis, meshgrid "ij", then mapped to ``[-radius, radius]`` by
+    ``(v - 0) / (1 - 0) * 2 radius - radius``). They differ from ``linspace(-radius, radius, size)`` (the
+    run's ``grid_axis``) by float32 rounding, which the field amplifies (up to 6e-5 on random full-size
+    weights), so the comparison uses the very points TripoSR used."""
+    unit = torch.linspace(0, 1, size)
+    grid = torch.stack(torch.meshgrid(unit, unit, unit, indexing="ij"), dim=-1).reshape(1, -1, 3)
+    return (grid - 0) / (1 - 0) * (radius - (-radius)) + (-radius)
+
+
 @torch.no_grad()
 def verify_triposr(run: ReferenceRun, tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
     """A TripoSR run: load its ``config.yaml`` + ``model.ckpt`` as users do and compare every output TripoSR
@@ -338,9 +349,8 @@ def verify_triposr(run: ReferenceRun, tolerance: float = DEFAULT_TOLERANCE) -> d
     results.append(_compare("triplanes", triplanes, run.tensor("triplanes"), tolerance))
 
     renderer = model.renderer
-    axis = run.tensor("grid_axis")
-    size = len(axis)
-    points = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(1, -1, 3)
+    size = len(run.tensor("grid_axis"))
+    points = triposr_grid_points(size, float(renderer.config.box_max[0]))
     field = renderer.query(triplanes, points)
     results.append(_compare("density_grid", field["density"].reshape(size, size, size), run.tensor("density_grid"),
                             tolerance, "MIRA's triplanes at the reference's grid points"))
