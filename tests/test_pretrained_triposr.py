@@ -324,3 +324,17 @@ def test_configs_it_cannot_express_and_incomplete_folders_are_one_clear_error(tm
     (source / "model.ckpt").unlink()  # config.yaml alone is no checkpoint
     with pytest.raises(WeightsNotFoundError, match="config.yaml \\+ model.ckpt"):
         load_model(str(source))
+
+
+def test_validation_sources_are_on_triposrs_grey_and_targets_on_white():
+    """Without random backgrounds (validation), source images follow the checkpoint's contract (grey 0.5) and
+    the targets the renderer's background (white), as TripoSR's inference does; MIRA's own configs keep one colour."""
+    from mira.training.synthetic_scenes import SyntheticSceneDataset
+
+    config = load_model(str(CHECKPOINT)).config
+    config.update({"render_size": 16, "supervision_k": 1})
+    sample = SyntheticSceneDataset(config, split="val", num_objects=1)[0]
+    torch.testing.assert_close(sample["source_image"][:, 0, 0], torch.full((3,), 0.5))
+    torch.testing.assert_close(sample["target_images"][0, :, 0, 0], torch.ones(3))
+    own = MiraConfig.from_dict({"render_size": 16, "supervision_k": 1, "source_size": 28})
+    assert own.source_background() == own.renderer.background_color

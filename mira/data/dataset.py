@@ -211,6 +211,14 @@ class MultiViewDataset(Dataset):
             return torch.from_numpy(rng.uniform(0.0, 1.0, size=3)).float()
         return torch.tensor(self.config.renderer.background_color, dtype=torch.float32)
 
+    def source_background(self, background: Tensor) -> Tensor:
+        """(3,) the source image's background: the sample's random one in training with ``random_background``,
+        else ``data.source_background_color`` when the checkpoint's contract names one (TripoSR's grey),
+        else ``background``."""
+        if (self.split == "train" and self.config.data.random_background) or self.config.data.source_background_color is None:
+            return background
+        return torch.tensor(self.config.data.source_background_color, dtype=torch.float32)
+
     def _assemble(self, object_id: str, views: ViewIndex, chosen: list[int], images: list[Tensor],
                   source: int, targets: list[int], rng: np.random.Generator) -> dict:
         background = self.background(rng)
@@ -218,7 +226,7 @@ class MultiViewDataset(Dataset):
         try:
             prepared = prepare_training_source_view(
                 images[source][None].float(), views.c2w[chosen[source]][None].float(),
-                views.intrinsics[chosen[source]][None].float(), self.config, background)
+                views.intrinsics[chosen[source]][None].float(), self.config, self.source_background(background))
         except ValueError as error:  # empty image, object centre behind the camera
             raise ObjectSkipped(f"source view {views.image_paths[chosen[source]]}: {error}") from error
         target_rgb, target_mask, target_intr = [], [], []

@@ -155,13 +155,14 @@ class SyntheticSceneDataset(Dataset):
             c2w[0] = random_cameras(1, torch.Generator().manual_seed(_stream_seed(self.seed, FIXED_SOURCE_STREAM, object_index)))[0]
         intrinsics = self.intrinsics.expand(k + 1, 4).clone()
         if self.split == "train" and self.config.data.random_background:
-            background = torch.rand(3, generator=generator)
-        else:
+            background = source_background = torch.rand(3, generator=generator)
+        else:  # the source on the checkpoint's source background (TripoSR's grey), if it names one
             background = torch.tensor(self.config.renderer.background_color, dtype=torch.float32)
+            source_background = torch.tensor(self.config.source_background(), dtype=torch.float32)
         source_rgb, source_mask = render_scene(scene, c2w[:1], intrinsics[:1],
                                                SOURCE_SUPERSAMPLING * self.config.model.source_size, (0.0, 0.0, 0.0))
         source = prepare_training_source_view(torch.cat([source_rgb, source_mask], dim=1), c2w[:1], intrinsics[:1],
-                                              self.config, background, object_radius=scene_radius(scene))
+                                              self.config, source_background, object_radius=scene_radius(scene))
         targets, masks = render_scene(scene, c2w[1:], intrinsics[1:], self.config.data.render_size, background.tolist())
         return {
             "source_image": source.image[0],
