@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -230,3 +231,12 @@ def build_tiny_text_to_image(directory: Path) -> Path:
     )
     pipeline.save_pretrained(directory / "pipeline")
     return directory / "pipeline"
+
+
+def fake_hub_cache(cache: Path, repo_id: str, files: Path) -> None:
+    """The layout huggingface_hub keeps downloads in: models--owner--name/{refs/main, snapshots/<rev>/}."""
+    revision = "0" * 40
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    shutil.copytree(files, repo / "snapshots" / revision)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from helpers_inference import write_rgba_image
+from helpers_inference import fake_hub_cache, write_rgba_image
 from helpers_training import tiny_config
 from mira.checkpoints import load_model
 from mira.errors import CheckpointConfigMismatchError, InferenceError, WeightsNotFoundError
@@ -164,21 +164,12 @@ def test_bad_checkpoints_give_one_clear_error_and_write_nothing(tmp_path, capsys
     assert "no known checkpoint" in errors and "truncated" in errors and "Traceback" not in errors
 
 
-def _fake_hub_cache(cache: Path, repo_id: str, files: Path) -> None:
-    """The layout huggingface_hub keeps downloads in: models--owner--name/{refs/main, snapshots/<rev>/}."""
-    revision = "0" * 40
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(revision)
-    shutil.copytree(files, repo / "snapshots" / revision)
-
-
 def test_hub_ids_load_from_the_cache_offline_and_fail_clearly_without_it(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    _fake_hub_cache(tmp_path / "hub", "someone/openlrm-tiny", CHECKPOINT)
+    fake_hub_cache(tmp_path / "hub", "someone/openlrm-tiny", CHECKPOINT)
     model = load_model("someone/openlrm-tiny", openlrm_options=OPTIONS)
     reference = load_model(str(CHECKPOINT), openlrm_options=OPTIONS)
     for (name, ours), theirs in zip(model.state_dict().items(), reference.state_dict().values()):

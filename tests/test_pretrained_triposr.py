@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers_inference import write_rgba_image
+from helpers_inference import fake_hub_cache, write_rgba_image
 from helpers_training import tiny_config
 from mira.checkpoints import checkpoint_format, load_model
 from mira.config import MiraConfig
@@ -197,21 +197,12 @@ def test_a_pickle_that_weights_only_refuses_is_one_clear_error(tmp_path, capsys)
     assert errors.count("torch.load(weights_only=True) refused") == 2 and "Traceback" not in errors
 
 
-def _fake_hub_cache(cache: Path, repo_id: str, files: Path) -> None:
-    """The layout huggingface_hub keeps downloads in: models--owner--name/{refs/main, snapshots/<rev>/}."""
-    revision = "0" * 40
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(revision)
-    shutil.copytree(files, repo / "snapshots" / revision)
-
-
 def test_hub_ids_load_from_the_cache_offline(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    _fake_hub_cache(tmp_path / "hub", "someone/triposr-tiny", CHECKPOINT)
+    fake_hub_cache(tmp_path / "hub", "someone/triposr-tiny", CHECKPOINT)
     model = load_model("someone/triposr-tiny")
     reference = load_model(str(CHECKPOINT))
     for (name, ours), theirs in zip(model.state_dict().items(), reference.state_dict().values()):

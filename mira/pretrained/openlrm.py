@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from mira.config import MiraConfig
+from mira.pretrained.strict import StrictTensors
 
 # The licence of the published OpenLRM weights (upstream LICENSE_WEIGHT).
 OPENLRM_WEIGHTS_LICENSE = "CC BY-NC 4.0"
@@ -267,29 +268,7 @@ def fold_modulated_norm(norm_weight: Tensor, norm_bias: Tensor, linear_weight: T
     return weight.to(dtype), bias.to(dtype)
 
 
-class _Consumer:
-    """Hands out upstream tensors by name, remembering which were used (strictness)."""
-
-    def __init__(self, state: Mapping[str, Tensor], source: str) -> None:
-        self.state, self.source, self.used = state, source, set()
-
-    def __call__(self, name: str) -> Tensor:
-        if name not in self.state:
-            raise OpenLRMConversionError(f"{self.source}: missing tensor '{name}' (not an OpenLRM v1.1 checkpoint of "
-                                         "this config, or a truncated one)")
-        if name in self.used:
-            raise OpenLRMConversionError(f"{self.source}: tensor '{name}' used twice (converter bug)")
-        self.used.add(name)
-        return self.state[name]
-
-    def has(self, name: str) -> bool:
-        return name in self.state
-
-    def leftovers(self) -> list[str]:
-        return sorted(set(self.state) - self.used)
-
-
-def _encoder_tensors(take: _Consumer, depth: int, width: int) -> dict[str, Tensor]:
+def _encoder_tensors(take: StrictTensors, depth: int, width: int) -> dict[str, Tensor]:
     """Meta DINOv2 (registers) tensors under transformers' Dinov2WithRegistersModel names (5.2x spelling)."""
     up, out = "encoder.model.", "encoder.backbone."
     mapped = {
@@ -319,7 +298,7 @@ def _encoder_tensors(take: _Consumer, depth: int, width: int) -> dict[str, Tenso
     return mapped
 
 
-def _attention_tensors(take: _Consumer, upstream: str, ours: str, width: int) -> dict[str, Tensor]:
+def _attention_tensors(take: StrictTensors, upstream: str, ours: str, width: int) -> dict[str, Tensor]:
     """nn.MultiheadAttention (no biases) -> MultiHeadAttention's to_q, to_kv (k rows, then v), to_out."""
     if take.has(upstream + "in_proj_weight"):
         packed = take(upstream + "in_proj_weight")  # (3D, D): q, k, v rows
@@ -344,7 +323,7 @@ def convert_openlrm_state(state: Mapping[str, Tensor], config: MiraConfig, sourc
     Raises:
         OpenLRMConversionError: a tensor left over or missing (named).
     """
-    take = _Consumer(state, source)
+    take = StrictTensors(state, source, "OpenLRM", "an OpenLRM v1.1 checkpoint", OpenLRMConversionError)
     m = config.model
     mapped = _encoder_tensors(take, int(m.encoder_config["num_hidden_layers"]), int(m.encoder_config["hidden_size"]))
     for index in (0, 2):
@@ -369,11 +348,7 @@ def convert_openlrm_state(state: Mapping[str, Tensor], config: MiraConfig, sourc
     for index in range(0, 2 * config.renderer.mlp_num_layers, 2):
         for kind in ("weight", "bias"):
             mapped[f"renderer.field.mlp.{index}.{kind}"] = take(f"synthesizer.decoder.net.{index}.{kind}")
-    leftovers = take.leftovers()
-    if leftovers:
-        raise OpenLRMConversionError(
-            f"{source}: {len(leftovers)} OpenLRM tensor(s) not used by the conversion (the config does not match the "
-            f"weights?): {', '.join(leftovers[:10])}" + (" ..." if len(leftovers) > 10 else ""))
+    take.check_all_used()
     return {name: tensor.contiguous() for name, tensor in mapped.items()}
 
 

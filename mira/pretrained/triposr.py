@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 from mira.config import MiraConfig
+from mira.pretrained.strict import StrictTensors
 
 TRIPOSR_CONFIG_NAME = "config.yaml"
 TRIPOSR_WEIGHTS_NAME = "model.ckpt"
@@ -265,26 +266,7 @@ def published_triposr_config() -> MiraConfig:
 
 
 # ---------------------------------------------------------------------- weights
-class _Take:
-    """Hands out upstream tensors by name, remembering which were used (strictness)."""
-
-    def __init__(self, state: Mapping[str, Tensor], source: str) -> None:
-        self.state, self.source, self.used = state, source, set()
-
-    def __call__(self, name: str) -> Tensor:
-        if name not in self.state:
-            raise TripoSRConversionError(f"{self.source}: missing tensor '{name}' (not a TripoSR checkpoint of this "
-                                         "config, or a truncated one)")
-        if name in self.used:
-            raise TripoSRConversionError(f"{self.source}: tensor '{name}' used twice (converter bug)")
-        self.used.add(name)
-        return self.state[name]
-
-    def leftovers(self) -> list[str]:
-        return sorted(set(self.state) - self.used)
-
-
-def _attention(take: _Take, upstream: str, ours: str) -> dict[str, Tensor]:
+def _attention(take: StrictTensors, upstream: str, ours: str) -> dict[str, Tensor]:
     """diffusers-style Attention (to_q, to_k, to_v without bias; to_out.0 with) -> MultiHeadAttention."""
     return {ours + "to_q.weight": take(upstream + "to_q.weight"),
             ours + "to_kv.weight": torch.cat([take(upstream + "to_k.weight"), take(upstream + "to_v.weight")], dim=0),
@@ -304,7 +286,7 @@ def convert_triposr_state(state: Mapping[str, Tensor], config: MiraConfig, sourc
     Raises:
         TripoSRConversionError: a tensor left over or missing (named).
     """
-    take = _Take(state, source)
+    take = StrictTensors(state, source, "TripoSR", "a TripoSR checkpoint", TripoSRConversionError)
     mapped: dict[str, Tensor] = {}
     for name in UNUSED_TENSORS:
         if name in state:
@@ -333,11 +315,7 @@ def convert_triposr_state(state: Mapping[str, Tensor], config: MiraConfig, sourc
     for index in range(0, 2 * config.renderer.mlp_num_layers, 2):
         for kind in ("weight", "bias"):
             mapped[f"renderer.field.mlp.{index}.{kind}"] = take(f"decoder.layers.{index}.{kind}")
-    leftovers = take.leftovers()
-    if leftovers:
-        raise TripoSRConversionError(
-            f"{source}: {len(leftovers)} TripoSR tensor(s) not used by the conversion (the config does not match the "
-            f"weights?): {', '.join(leftovers[:10])}" + (" ..." if len(leftovers) > 10 else ""))
+    take.check_all_used()
     return {name: tensor.contiguous() for name, tensor in mapped.items()}
 
 

@@ -101,6 +101,11 @@ def ignore_sigint(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def renders_on_device(dataset: Dataset) -> bool:
+    """Whether ``dataset`` (or the dataset a ``Subset`` wraps) makes its samples on the training device."""
+    return getattr(getattr(dataset, "dataset", dataset), "renders_on_device", False)
+
+
 def check_train_config(config: MiraConfig) -> None:
     """Check training keys that :meth:`MiraConfig.validate` does not; raise :class:`ConfigError`."""
     t = config.train
@@ -314,7 +319,7 @@ class Trainer:
                      batch_size: int | None = None) -> DataLoader:
         # Workers are not persistent: set_epoch on any dataset reaches fresh workers each epoch.
         # A dataset that renders on the training device (procedural objects) runs in this process.
-        on_device = getattr(getattr(dataset, "dataset", dataset), "renders_on_device", False)
+        on_device = renders_on_device(dataset)
         workers = 0 if on_device else self.config.data.num_workers
         return DataLoader(dataset, batch_size=batch_size or self.train_cfg.batch_size, sampler=sampler,
                           num_workers=workers, pin_memory=self.device.type == "cuda" and not on_device,
@@ -530,9 +535,8 @@ class Trainer:
 
     def _batches_of(self, loader: DataLoader, dataset: Dataset) -> Iterable[dict[str, Any]]:
         """``loader``, made ``data.device_prefetch`` batches ahead when its dataset renders on this GPU."""
-        on_device = getattr(getattr(dataset, "dataset", dataset), "renders_on_device", False)
         depth = self.config.data.device_prefetch
-        if on_device and depth > 0 and self.device.type == "cuda":
+        if renders_on_device(dataset) and depth > 0 and self.device.type == "cuda":
             return prefetched(loader, self.device, depth)
         return loader
 
