@@ -39,10 +39,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from mira.cli_options import add_set_option, parse_set_pairs  # noqa: E402
 from mira.config import MiraConfig, load_config  # noqa: E402
 from mira.training.distributed import (DistributedContext, all_gather_objects, cleanup_distributed,  # noqa: E402
                                        setup_distributed)
 from mira.training.synthetic_scenes import SyntheticSceneDataset  # noqa: E402
+from mira.training.patches import sample_patches  # noqa: E402
 from mira.training.trainer import Trainer  # noqa: E402
 
 # facebook/dinov2-base's architecture (random weights: nothing is downloaded).
@@ -67,6 +69,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peak_tflops", type=float, default=None, help="per-GPU peak; default from the GPU name")
     parser.add_argument("--json", type=Path, default=None, help="write the results here (rank 0)")
     parser.add_argument("--baseline", type=Path, default=None, help="a 1-GPU --json result: report scaling efficiency")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="after timing, run STEPS more steps under torch.profiler and print the kernels by GPU time")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the step's parts alone: encoder, decoder, renderer, loss, optimiser")
+    add_set_option(parser)
     return parser.parse_args(argv)
 
 
@@ -84,6 +91,7 @@ def bench_config(args: argparse.Namespace, output_dir: str) -> MiraConfig:
         overrides["patch_size"] = args.patch_size
     if args.no_lpips:
         overrides["lpips_weight"] = 0.0
+    overrides.update(parse_set_pairs(args.set))
     config = load_config(path, **overrides)
     if config.model.encoder_config is None:
         config.model.encoder_config = dict(DINOV2_BASE_CONFIG)
@@ -160,6 +168,10 @@ def run_benchmark(args: argparse.Namespace, context: DistributedContext, output_
         rays += trainer.train_step(accum).rays
     synchronize(device)
     elapsed = time.perf_counter() - start
+    if args.profile > 0 and context.is_main:
+        print_profile(trainer, accum, args.profile, device)
+    if args.breakdown and context.is_main:
+        print(format_breakdown(time_parts(trainer, batch, device, args.steps)))
 
     world = context.world_size
     samples_per_gpu = args.steps * config.train.batch_size * config.train.grad_accum_steps / elapsed
@@ -202,6 +214,90 @@ def run_benchmark(args: argparse.Namespace, context: DistributedContext, output_
         result["baseline_samples_per_s_per_gpu"] = baseline["samples_per_s_per_gpu"]
         result["scaling_efficiency"] = mean_samples / baseline["samples_per_s_per_gpu"]
     return result
+
+
+def print_profile(trainer: Trainer, accum: list[dict], steps: int, device: torch.device) -> None:
+    """Run ``steps`` training steps under ``torch.profiler``; print operators by self device time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            trainer.train_step(accum)
+        synchronize(device)
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort_by, row_limit=40, max_name_column_width=60))
+
+
+def time_parts(trainer: Trainer, batch: dict, device: torch.device, steps: int) -> dict[str, float]:
+    """Seconds per step of each part of the training step run alone, on ``batch``, as the trainer runs it.
+
+    encoder (forward; frozen or not), decoder (forward + backward from the encoder's tokens), renderer
+    (the step's patches rendered from fixed triplanes, forward + backward), loss (MSE + LPIPS forward +
+    backward on fixed renders) and optimiser (clipping + AdamW over the trainable weights)."""
+    model, config = trainer.model, trainer.config
+    size = config.data.render_size
+    patches = sample_patches(batch["target_images"].shape[0], batch["target_images"].shape[1], size,
+                             config.train.patch_size, device)
+    with torch.no_grad(), trainer.autocast():
+        tokens = model.encoder(batch["source_image"])
+        camera = None
+        if model.camera_embedder is not None:
+            camera = model.camera_embedder.embed_camera(batch["source_c2w"], batch["source_intrinsics"])
+        triplanes = model.decoder(tokens, camera)
+
+    def encoder() -> None:
+        with trainer.autocast(), torch.set_grad_enabled(not model.encoder.is_frozen):
+            model.encoder(batch["source_image"])
+
+    def decoder() -> None:
+        with trainer.autocast():
+            out = model.decoder(tokens, camera)
+        out.float().square().mean().backward()
+
+    def renderer() -> None:
+        planes = triplanes.detach().requires_grad_(True)
+        with trainer.autocast():
+            out = model.renderer.render_pixels(planes, batch["target_c2w"], batch["target_intrinsics"],
+                                               patches.pixel_uv(), size, size)
+        out["rgb"].float().square().mean().backward()
+
+    target = patches.gather(batch["target_images"]).flatten(0, 1)
+    target_mask = patches.gather(batch["target_masks"]).flatten(0, 1) if "target_masks" in batch else None
+    rendered = torch.rand_like(target)
+    rendered_opacity = torch.rand_like(target[:, :1])
+
+    def loss() -> None:
+        rgb = rendered.clone().requires_grad_(True)
+        trainer.loss_fn(rgb, target, rendered_opacity, target_mask)["loss"].backward()
+
+    parameters = trainer._trainable_parameters()
+
+    def optimiser() -> None:
+        for parameter in parameters:
+            parameter.grad = torch.zeros_like(parameter)
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        trainer.optimizer.step()
+
+    timings = {}
+    for name, part in (("encoder", encoder), ("decoder", decoder), ("renderer", renderer), ("loss", loss),
+                       ("optimiser", optimiser)):
+        part()
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            part()
+        synchronize(device)
+        timings[name] = (time.perf_counter() - start) / steps
+        trainer.optimizer.zero_grad(set_to_none=True)
+    return timings
+
+
+def format_breakdown(timings: dict[str, float]) -> str:
+    """The parts' seconds per step and their sum as a markdown table."""
+    rows = [f"| {name} | {seconds * 1e3:.1f} |" for name, seconds in timings.items()]
+    rows.append(f"| sum | {sum(timings.values()) * 1e3:.1f} |")
+    return "| part (alone) | ms per step |\n|---|---:|\n" + "\n".join(rows)
 
 
 def format_table(result: dict) -> str:

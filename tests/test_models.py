@@ -193,6 +193,26 @@ def test_gradient_checkpointing_matches_plain_backward() -> None:
         torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6, msg=name)
 
 
+def test_gradient_checkpointing_every_recomputes_only_every_nth_block() -> None:
+    """gradient_checkpointing_every = 2 re-runs blocks 0, 2, ... in the backward pass, not 1, 3, ...;
+    the gradients stay those of the plain backward."""
+    inputs = model_inputs(batch=1, views=1)
+    model = tiny_model(gradient_checkpointing=True, gradient_checkpointing_every=2, num_layers=3).train()
+    plain = tiny_model(gradient_checkpointing=False, num_layers=3).train()
+    plain.load_state_dict(model.state_dict())
+    for each in (model, plain):
+        each.renderer.eval()
+    calls = []
+    for index, block in enumerate(model.decoder.blocks):
+        block.forward = (lambda forward, i: lambda *args: calls.append(i) or forward(*args))(block.forward, index)
+    rgb_loss(model, inputs).backward()
+    assert sorted(calls) == [0, 0, 1, 2, 2]
+    rgb_loss(plain, inputs).backward()
+    for (name, parameter), other in zip(model.named_parameters(), plain.parameters()):
+        if parameter.grad is not None:
+            torch.testing.assert_close(parameter.grad, other.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
 # ---------------------------------------------------------------------- attention
 def reference_attention(attention: MultiHeadAttention, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
     """softmax(Q K^T / sqrt(d)) V written out, with the module's own projections."""
@@ -382,3 +402,32 @@ def test_checkpoints_load_across_transformers_renames_of_dinov2_attention(tmp_pa
     other["encoder.backbone.not_a_weight"] = torch.zeros(1)
     with pytest.raises(CheckpointMismatchError, match="not_a_weight"):
         fresh.load_checkpoint_state(other)
+
+
+def test_frozen_position_cache_recomputes_only_when_the_table_changes() -> None:
+    """The cached resized position table is served while frozen, refreshed after an in-place update,
+    and bypassed for a trainable table (whose gradient must flow)."""
+    from mira.models.encoder import FrozenPositionCache
+
+    embeddings = torch.nn.Module()
+    embeddings.position_embeddings = torch.nn.Parameter(torch.randn(1, 5, 4), requires_grad=False)
+    calls = []
+
+    def interpolate(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        calls.append((height, width))
+        return embeddings.position_embeddings * 2.0
+
+    cache = FrozenPositionCache(interpolate, embeddings)
+    tokens = torch.zeros(2, 5, 4)
+    first = cache(tokens, 28, 28)
+    assert torch.equal(cache(tokens, 28, 28), first) and len(calls) == 1
+    cache(tokens, 42, 28)
+    assert len(calls) == 2  # another size
+    with torch.no_grad():
+        embeddings.position_embeddings.add_(1.0)  # e.g. a checkpoint loaded in place
+    assert torch.allclose(cache(tokens, 42, 28), embeddings.position_embeddings * 2.0) and len(calls) == 3
+    embeddings.position_embeddings.requires_grad_(True)
+    out = cache(tokens, 42, 28)
+    assert out.requires_grad and len(calls) == 4
+    cache(tokens, 42, 28)
+    assert len(calls) == 5

@@ -135,6 +135,12 @@ class MIRA(nn.Module):
                                                    background)
         return {"triplanes": triplanes, **rendered}
 
+    def compile_blocks(self) -> None:
+        """``torch.compile`` each decoder block in place (regional compilation: one graph per block shape,
+        reused by all blocks; the renderer's Triton kernels and checkpointing stay outside compiled code)."""
+        for block in self.decoder.blocks:
+            block.compile()
+
     # ------------------------------------------------------------------ optimisation
     def trainable_parameter_groups(self, weight_decay: float) -> list[dict]:
         """AdamW parameter groups of the trainable weights.

@@ -171,6 +171,9 @@ class TriplaneDecoder(nn.Module):
         self.resolution = resolution
         self.triplane_dim = model_cfg.triplane_dim
         self.gradient_checkpointing = model_cfg.gradient_checkpointing
+        if model_cfg.gradient_checkpointing_every < 1:
+            raise ValueError(f"gradient_checkpointing_every must be >= 1, got {model_cfg.gradient_checkpointing_every}")
+        self.gradient_checkpointing_every = model_cfg.gradient_checkpointing_every
         self.tokens = nn.Parameter(torch.empty(NUM_PLANES * resolution**2, dim))
         nn.init.trunc_normal_(self.tokens, std=TOKEN_INIT_STD)
         position = triplane_position_embedding(resolution, dim) if model_cfg.triplane_token_sincos else None
@@ -203,8 +206,11 @@ class TriplaneDecoder(nn.Module):
         self.final_norm = nn.LayerNorm(dim, eps=model_cfg.final_norm_eps) if model_cfg.decoder_final_norm else nn.Identity()
         self.upsample = nn.ConvTranspose2d(dim, model_cfg.triplane_dim, kernel_size=2, stride=2)
 
-    def _run_block(self, block: TriplaneDecoderBlock, x: Tensor, context: Tensor, cond: Tensor | None) -> Tensor:
-        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+    def _run_block(self, index: int, block: TriplaneDecoderBlock, x: Tensor, context: Tensor,
+                   cond: Tensor | None) -> Tensor:
+        """Block ``index``; recomputed in the backward pass when checkpointing covers it."""
+        recompute = self.gradient_checkpointing and index % self.gradient_checkpointing_every == 0
+        if recompute and self.training and torch.is_grad_enabled():
             return checkpoint(block, x, context, cond, use_reentrant=False)
         return block(x, context, cond)
 
@@ -252,8 +258,8 @@ class TriplaneDecoder(nn.Module):
         residual = x
         if self.token_norm is not None:  # GroupNorm over (channels, all tokens) per group, then Linear
             x = self.proj_in(self.token_norm(x.transpose(1, 2)).transpose(1, 2))
-        for block in self.blocks:
-            x = self._run_block(block, x, context, camera_embedding)
+        for index, block in enumerate(self.blocks):
+            x = self._run_block(index, block, x, context, camera_embedding)
         if self.proj_out is not None:
             x = residual + self.proj_out(x)
         return self.tokens_to_triplanes(self.final_norm(x))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from mira.cameras import pixel_centers, rays_from_pixels
 from mira.config import RendererConfig
@@ -96,7 +97,14 @@ class TriplaneRenderer(nn.Module):
 
     def point_logits(self, triplanes: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
         """Density logits (B, P, 1) (before the field's ``activate_density``) and colour (B, P, 3) at world points."""
-        features = sample_triplane(triplanes, points, self.box_min, self.box_max, self.aggregation, self.plane_axes)
+        if self.config.field_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(self._field_logits, triplanes, points, use_reentrant=False)
+        return self._field_logits(triplanes, points)
+
+    def _field_logits(self, triplanes: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`point_logits` without checkpointing."""
+        features = sample_triplane(triplanes, points, self.box_min, self.box_max, self.aggregation, self.plane_axes,
+                                   fused=self.config.fused_sampling)
         return self.field.forward_raw(features)
 
     def query(self, triplanes: Tensor, points: Tensor) -> dict[str, Tensor]:

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mira.rendering.triplane_kernels import fused_sample_triplane, fused_sampling_available
+
 # For each plane, the two world axes (x=0, y=1, z=2) that become its grid (x, y).
 PLANE_AXES = ((0, 1), (0, 2), (1, 2))
 # renderer.plane_axes -> the axes of each plane.
@@ -42,6 +44,7 @@ def sample_triplane(
     box_max: Tensor,
     aggregation: str = "concat",
     plane_axes: str = "xy_xz_yz",
+    fused: bool = False,
 ) -> Tensor:
     """Bilinear features of world points from the three planes.
 
@@ -51,6 +54,9 @@ def sample_triplane(
         box_min, box_max: (3,) the box the triplane spans.
         aggregation: "concat" (plane order XY, XZ, YZ), "sum" or "mean".
         plane_axes: "xy_xz_yz" or "xy_xz_zy" (:data:`PLANE_AXES_BY_NAME`).
+        fused: on CUDA, use the channels-last Triton kernels of :mod:`mira.rendering.triplane_kernels`
+            (same values; gradients to the triplanes only, so not when ``points`` require grad). Under
+            autocast the features come out in the autocast dtype, else as below.
     Returns:
         (B, P, 3C) for "concat", else (B, P, C). Points outside the box read zeros.
     """
@@ -66,15 +72,25 @@ def sample_triplane(
     q = normalize_points(points.to(dtype), box_min, box_max)
     if plane_axes not in PLANE_AXES_BY_NAME:
         raise ValueError(f"mira/rendering/triplane.py: plane_axes must be one of {sorted(PLANE_AXES_BY_NAME)}, got '{plane_axes}'")
+    if fused and fused_sampling_available(triplanes) and not points.requires_grad:
+        out_dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else dtype
+        features = fused_sample_triplane(triplanes, q, PLANE_AXES_BY_NAME[plane_axes], out_dtype)
+        return aggregate_planes(features, channels, aggregation)
     grid = torch.stack([q[..., list(axes)] for axes in PLANE_AXES_BY_NAME[plane_axes]], dim=1)  # (B, 3, P, 2)
     grid = grid.reshape(batch * 3, 1, num_points, 2)
     planes = triplanes.to(dtype).reshape(batch * 3, channels, height, width)
     features = F.grid_sample(planes, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     features = features.reshape(batch, 3, channels, num_points).permute(0, 3, 1, 2)  # (B, P, 3, C)
+    return aggregate_planes(features.reshape(batch, num_points, 3 * channels), channels, aggregation)
+
+
+def aggregate_planes(features: Tensor, channels: int, aggregation: str) -> Tensor:
+    """Concatenated plane features (B, P, 3C) -> (B, P, 3C) for "concat", else their sum or mean (B, P, C)."""
     if aggregation == "concat":
-        return features.reshape(batch, num_points, 3 * channels)
+        return features
+    planes = features.unflatten(-1, (3, channels))
     if aggregation == "sum":
-        return features.sum(dim=2)
+        return planes.sum(dim=2)
     if aggregation == "mean":
-        return features.mean(dim=2)
+        return planes.mean(dim=2)
     raise ValueError(f"mira/rendering/triplane.py: aggregation must be one of {AGGREGATIONS}, got '{aggregation}'")

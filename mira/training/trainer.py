@@ -350,7 +350,7 @@ class Trainer:
             model = DistributedDataParallel(model, device_ids=device_ids,
                                             find_unused_parameters=self.train_cfg.find_unused_parameters)
         if self.train_cfg.compile:
-            model.compile()
+            self.model.compile_blocks()
         return model
 
     # ------------------------------------------------------------------ checkpoints
