@@ -102,6 +102,8 @@ class Recorder:
 
     def add(self, name: str, seconds: float, peak_gib: float | None, note: str = "", repeats: int = 1) -> None:
         self.rows.append({"stage": name, "seconds": seconds, "peak_gpu_gib": peak_gib, "repeats": repeats, "note": note})
+        memory = "-" if peak_gib is None else f"{peak_gib:.2f} GiB"
+        print(f"  {name}: {seconds:.4f} s, peak {memory} {note}", flush=True)  # kept if a later stage fails
 
     def table(self) -> str:
         lines = ["| stage | seconds (median) | peak GPU memory (GiB) | notes |", "|---|---:|---:|---|"]

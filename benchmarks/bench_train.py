@@ -71,6 +71,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--baseline", type=Path, default=None, help="a 1-GPU --json result: report scaling efficiency")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="after timing, run STEPS more steps under torch.profiler and print the kernels by GPU time")
+    parser.add_argument("--curve_steps", type=int, default=0, metavar="N",
+                        help="instead of timing: N training steps on fresh analytic scenes (the same for the same "
+                             "--seed), the loss of each written to --json (compare two settings' learning)")
+    parser.add_argument("--curve_pool", type=int, default=64, help="--curve_steps: scenes rendered once and cycled")
+    parser.add_argument("--seed", type=int, default=0, help="--curve_steps: weights, scenes and patches")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time the step's parts alone: encoder, decoder, renderer, loss, optimiser")
     add_set_option(parser)
@@ -300,6 +305,39 @@ def format_breakdown(timings: dict[str, float]) -> str:
     return "| part (alone) | ms per step |\n|---|---:|\n" + "\n".join(rows)
 
 
+def run_curve(args: argparse.Namespace, context: DistributedContext, output_dir: str) -> dict:
+    """``--curve_steps`` training steps over a pool of ``--curve_pool`` analytic scenes; the loss of every step.
+
+    The pool is rendered once (on the CPU, about 0.2 s a scene) and kept on the device; step k trains on
+    its batch ``k mod (pool / batch)``. Weights, scenes, cameras and patches depend only on ``--seed`` (and
+    the rank), so two runs that differ in a setting that should not change learning (a fused kernel,
+    checkpointing) can be compared step by step; two seeds of one setting give the run-to-run noise."""
+    torch.manual_seed(args.seed + 1000 * context.rank)
+    config = bench_config(args, output_dir)
+    config.train.seed = args.seed
+    batch_size = config.train.batch_size
+    num_batches = max(1, args.curve_pool // batch_size)
+    dataset = SyntheticSceneDataset(config, num_objects=batch_size * num_batches * context.world_size, seed=args.seed)
+    first = context.rank * batch_size * num_batches
+    batches = []
+    for index in range(num_batches):
+        items = [dataset[first + index * batch_size + i] for i in range(batch_size)]
+        batches.append({k: v.to(context.device) if torch.is_tensor(v) else v for k, v in default_collate(items).items()})
+    trainer = Trainer(config, context=context, train_dataset=dataset)
+    trainer.logger.close()
+    losses, start = [], time.perf_counter()
+    for step in range(args.curve_steps):
+        losses.append(trainer.train_step([batches[step % num_batches]]).loss)
+        if args.json is not None and context.is_main and (step + 1) % 25 == 0:  # partial curve, kept if stopped
+            args.json.write_text(json.dumps({"seed": args.seed, "set": list(args.set), "losses": losses}) + "\n")
+    elapsed = time.perf_counter() - start
+    tail = losses[-50:]
+    return {"config": str(args.config_path if not args.quick else "configs/tiny.json"), "seed": args.seed,
+            "set": list(args.set), "steps": args.curve_steps, "pool": batch_size * num_batches,
+            "num_gpus": context.world_size, "seconds": elapsed, "mean_loss_last_50": sum(tail) / len(tail),
+            "losses": losses}
+
+
 def format_table(result: dict) -> str:
     rows = []
     for key, value in result.items():
@@ -319,13 +357,13 @@ def main(argv: list[str] | None = None) -> int:
     output_dir = tempfile.mkdtemp(prefix="mira_bench_train_") if context.is_main else ""
     output_dir = all_gather_objects(output_dir, context)[0]
     try:
-        result = run_benchmark(args, context, output_dir)
+        result = run_curve(args, context, output_dir) if args.curve_steps > 0 else run_benchmark(args, context, output_dir)
     finally:
         cleanup_distributed(context)
         if context.is_main:
             shutil.rmtree(output_dir, ignore_errors=True)
     if context.is_main:
-        print(format_table(result))
+        print(format_table({k: v for k, v in result.items() if k != "losses"}))
         print(json.dumps(result))
         if args.json is not None:
             args.json.write_text(json.dumps(result, indent=2) + "\n")

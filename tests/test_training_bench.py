@@ -45,3 +45,25 @@ def test_flop_count_excludes_checkpoint_recomputation(bench, tmp_path):
         counts.append(bench.count_flops_per_sample(trainer, batch))
         assert all(getattr(m, "gradient_checkpointing", checkpointing) == checkpointing for m in trainer.model.modules())
     assert counts[0] > 0 and counts[0] == counts[1]
+
+
+def test_loss_curves_repeat_exactly_and_ignore_field_checkpointing(bench, tmp_path):
+    """--curve_steps gives the same losses for the same seed, the same (to rounding) with the field
+    recomputed in the backward pass, and other losses for another seed."""
+    def curve(name: str, *extra: str) -> list[float]:
+        out = tmp_path / f"{name}.json"
+        assert bench.main(["--quick", "--curve_steps", "4", "--curve_pool", "4", "--json", str(out), *extra]) == 0
+        return json.loads(out.read_text())["losses"]
+
+    first = curve("a")
+    assert len(first) == 4
+    assert curve("b") == first
+    assert curve("c", "--set", "field_checkpointing=true") == pytest.approx(first, rel=1e-5)
+    assert curve("d", "--seed", "1") != pytest.approx(first, rel=1e-3)
+
+
+def test_breakdown_times_every_part(bench, capsys):
+    assert bench.main(["--quick", "--steps", "1", "--warmup_steps", "0", "--breakdown"]) == 0
+    out = capsys.readouterr().out
+    for part in ("encoder", "decoder", "renderer", "loss", "optimiser", "sum"):
+        assert f"| {part} |" in out
