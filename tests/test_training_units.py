@@ -21,7 +21,7 @@ from mira.training.cli import parse_args
 from mira.training.losses import ReconstructionLoss
 from mira.training.optim import WarmupCosineSchedule, build_optimizer, build_scheduler, parameter_groups
 from mira.training.patches import sample_patches, to_patch_images
-from mira.training.sampler import ResumableDistributedSampler
+from mira.training.sampler import EpochIndexedDataset, ResumableDistributedSampler
 from mira.data import MultiViewDataset
 from mira.training.synthetic_scenes import SyntheticSceneDataset, make_scene, render_scene
 
@@ -160,6 +160,48 @@ def test_resumable_sampler_skips_exactly_the_consumed_indices():
 
 
 # ---------------------------------------------------------------------- patches and losses
+class _EpochItems(torch.utils.data.Dataset):
+    """Item i of epoch e is (e, i, pid): what a worker loaded, and in which process."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.epoch = size, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> tuple[int, int, int]:
+        import os
+
+        return self.epoch, index, os.getpid()
+
+
+def test_persistent_workers_see_each_epochs_items_through_epoch_tagged_indices():
+    """With epoch-tagged indices, two persistent workers load the same (epoch, index) sequence as
+    set_epoch in this process, over three epochs and a mid-epoch start, without being re-spawned."""
+    dataset = _EpochItems(12)
+    plain = ResumableDistributedSampler(dataset, 1, 0, seed=3)
+    tagged = ResumableDistributedSampler(dataset, 1, 0, seed=3, tag_epoch=True)
+    loader = torch.utils.data.DataLoader(EpochIndexedDataset(dataset), batch_size=4, sampler=tagged, num_workers=2,
+                                         persistent_workers=True)
+    pids = set()
+    for epoch, start in ((0, 0), (1, 4), (2, 0)):
+        plain.set_epoch(epoch)
+        tagged.set_epoch(epoch)
+        plain.set_start_index(start)
+        tagged.set_start_index(start)
+        dataset.set_epoch(epoch)
+        expected = [(epoch, index) for index in plain]
+        seen = []
+        for epochs, indices, workers in loader:
+            seen += list(zip(epochs.tolist(), indices.tolist()))
+            pids.update(workers.tolist())
+        assert seen == expected
+    assert len(pids) == 2  # the same two worker processes served all three epochs
+
+
 def test_patch_renders_equal_the_same_pixels_of_a_full_render(tmp_path):
     config = tiny_config(tmp_path, render_size=12)
     torch.manual_seed(0)

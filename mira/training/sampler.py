@@ -1,4 +1,5 @@
-"""A distributed sampler that can start mid-epoch, so a resumed run skips consumed batches."""
+"""A distributed sampler that can start mid-epoch, so a resumed run skips consumed batches, and the
+epoch-tagged indices that let data workers persist across epochs."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ class ResumableDistributedSampler(DistributedSampler):
     """
 
     def __init__(self, dataset: Dataset, num_replicas: int, rank: int, shuffle: bool = True,
-                 seed: int = 0, drop_last: bool = True) -> None:
+                 seed: int = 0, drop_last: bool = True, tag_epoch: bool = False) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
                          drop_last=drop_last)
         self.start_index = 0
+        # Yield epoch * len(dataset) + index (read by EpochIndexedDataset) instead of index.
+        self.tag_epoch = tag_epoch
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
@@ -33,8 +36,35 @@ class ResumableDistributedSampler(DistributedSampler):
         self.start_index = start_index
 
     def __iter__(self) -> Iterator[int]:
-        indices = list(super().__iter__())
-        return iter(indices[self.start_index:])
+        indices = list(super().__iter__())[self.start_index:]
+        if self.tag_epoch:
+            offset = self.epoch * len(self.dataset)
+            indices = [offset + index for index in indices]
+        return iter(indices)
 
     def __len__(self) -> int:
         return self.num_samples - self.start_index
+
+
+class EpochIndexedDataset(Dataset):
+    """A dataset whose items depend on the epoch (``set_epoch``), read through epoch-tagged indices.
+
+    Index ``k`` means item ``k % n`` of epoch ``k // n`` (``n = len(dataset)``), as
+    :class:`ResumableDistributedSampler` with ``tag_epoch`` yields them. The epoch then travels with each
+    index into the data workers, so they can persist across epochs (``persistent_workers``: no re-spawn,
+    caches kept) while every item is exactly the one a fresh worker with ``set_epoch`` would load.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self.epoch: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        epoch, item = divmod(int(index), len(self.dataset))
+        if epoch != self.epoch:
+            self.dataset.set_epoch(epoch)
+            self.epoch = epoch
+        return self.dataset[item]

@@ -42,7 +42,7 @@ from mira.training.losses import ReconstructionLoss, build_lpips_for_training
 from mira.training.optim import build_optimizer, build_scheduler
 from mira.training.patches import sample_patches, to_patch_images
 from mira.training.prefetch import prefetched
-from mira.training.sampler import ResumableDistributedSampler
+from mira.training.sampler import EpochIndexedDataset, ResumableDistributedSampler
 from mira.training.validation import run_validation
 
 LOGGER = logging.getLogger("mira.training")
@@ -247,11 +247,16 @@ class Trainer:
             train_dataset, built_val = build_datasets(self.config, self.device)
             val_dataset = built_val if val_dataset is None else val_dataset
         self.train_dataset = train_dataset
+        # With data workers, items that depend on the epoch are read through epoch-tagged indices, so the
+        # workers persist across epochs (EpochIndexedDataset) instead of being re-spawned for set_epoch.
+        persistent = self._data_workers(train_dataset) > 0
+        tag_epoch = persistent and hasattr(train_dataset, "set_epoch")
         self.train_sampler = ResumableDistributedSampler(
             train_dataset, num_replicas=self.context.world_size, rank=self.context.rank,
-            shuffle=True, seed=self.train_cfg.seed, drop_last=True)
+            shuffle=True, seed=self.train_cfg.seed, drop_last=True, tag_epoch=tag_epoch)
         self.loader_generator = torch.Generator()
-        self.train_loader = self._make_loader(train_dataset, self.train_sampler, drop_last=True)
+        loader_dataset = EpochIndexedDataset(train_dataset) if tag_epoch else train_dataset
+        self.train_loader = self._make_loader(loader_dataset, self.train_sampler, drop_last=True, persistent=persistent)
         self.steps_per_epoch = self.train_sampler.num_samples // (self.train_cfg.batch_size * self.train_cfg.grad_accum_steps)
         if self.steps_per_epoch == 0:
             raise ConfigError(
@@ -315,16 +320,22 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
+    def _data_workers(self, dataset: Dataset) -> int:
+        """Data worker processes for ``dataset``: none for a dataset that renders on the training device
+        (procedural objects run in this process), else ``data.num_workers``."""
+        return 0 if renders_on_device(dataset) else self.config.data.num_workers
+
     def _make_loader(self, dataset: Dataset, sampler: DistributedSampler, drop_last: bool,
-                     batch_size: int | None = None) -> DataLoader:
-        # Workers are not persistent: set_epoch on any dataset reaches fresh workers each epoch.
-        # A dataset that renders on the training device (procedural objects) runs in this process.
-        on_device = renders_on_device(dataset)
-        workers = 0 if on_device else self.config.data.num_workers
+                     batch_size: int | None = None, persistent: bool = False) -> DataLoader:
+        """A loader of ``dataset``; ``persistent`` keeps its workers across epochs (the training loader's
+        epoch-dependent items then come through :class:`EpochIndexedDataset`)."""
+        base = dataset.dataset if isinstance(dataset, EpochIndexedDataset) else dataset
+        on_device = renders_on_device(base)
+        workers = self._data_workers(base)
         return DataLoader(dataset, batch_size=batch_size or self.train_cfg.batch_size, sampler=sampler,
                           num_workers=workers, pin_memory=self.device.type == "cuda" and not on_device,
                           drop_last=drop_last,
-                          generator=self.loader_generator, persistent_workers=False,
+                          generator=self.loader_generator, persistent_workers=persistent and workers > 0,
                           prefetch_factor=4 if workers > 0 else None,
                           worker_init_fn=ignore_sigint if workers > 0 else None)
 
