@@ -389,3 +389,20 @@ def test_training_config_errors_are_clear(tmp_path):
         Trainer(tiny_config(tmp_path / "lpips", patch_size=8))
     with pytest.raises(ConfigError, match="fewer than one step"):
         Trainer(tiny_config(tmp_path / "small", synthetic_objects=2, batch_size=4))
+
+
+def test_training_with_persistent_workers_equals_training_in_process(tmp_path):
+    """Three epochs of 4 objects with two persistent data workers give the weights of the same run
+    loading in this process (the items of every epoch reach the workers through tagged indices)."""
+    weights = []
+    for workers in (0, 2):
+        config = tiny_config(tmp_path / f"w{workers}", synthetic_objects=4, batch_size=2, max_steps=6,
+                             val_every_steps=0, checkpoint_every_steps=0, lpips_weight=0.0, num_workers=workers)
+        torch.manual_seed(0)
+        trainer = Trainer(config)
+        trainer.logger.close()
+        assert trainer.steps_per_epoch == 2
+        trainer.fit()
+        weights.append({name: value.detach().clone() for name, value in trainer.model.state_dict().items()})
+    for name, value in weights[0].items():
+        torch.testing.assert_close(weights[1][name], value, msg=name)
