@@ -206,8 +206,7 @@ def test_config_with_same_architecture_overrides_sampling(tmp_path, tiny_checkpo
 
 def test_training_checkpoints_safetensors_and_hub_ids(tmp_path, tiny_checkpoint, object_png):
     """The checkpoint kinds users have all give the same model; missing ones say what to do."""
-    from mira.training.checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, checkpoint_path
-    from mira.training.trainer import FINAL_EXPORT_DIR
+    from mira.training.checkpoint import CHECKPOINT_FORMAT, FINAL_EXPORT_DIR, atomic_torch_save, checkpoint_path
 
     assert FINAL_EXPORT_DIR == checkpoint_module.FINAL_EXPORT_DIR
     reference = load_model(str(tiny_checkpoint))

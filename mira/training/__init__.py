@@ -2,9 +2,11 @@
 
 One file per idea: ``cli`` (command line), ``distributed`` (process group), ``optim``
 (AdamW groups, warm-up + cosine), ``patches`` (random supervision patches), ``losses``,
-``sampler`` (resumable distributed sampler), ``checkpoint`` (atomic save, RNG states),
-``validation``, ``logger`` (TensorBoard / W&B / metrics.jsonl), ``synthetic_scenes``
-(analytic data for runs without a dataset) and ``trainer`` (the loop).
+``sampler`` (resumable distributed sampler), ``checkpoint`` (atomic save, RNG states, the
+trainer's save / resume / final export), ``factories`` (config checks, model, datasets),
+``signals`` (SIGTERM/SIGINT ask for a stop), ``validation``, ``logger`` (TensorBoard / W&B /
+metrics.jsonl), ``synthetic_scenes`` (analytic data for runs without a dataset) and
+``trainer`` (the loop).
 
 ``Trainer`` and friends are imported on first use, so that ``mira.training.cli`` (and
 ``train_ddp.py --help``) do not import PyTorch.

@@ -4,24 +4,40 @@ A checkpoint is one file ``<model_save_path>/checkpoint-<step:08d>.pt`` holding 
 tensors and plain Python values, so it loads with ``torch.load(weights_only=True)``:
 
 ``{"format": 1, "step", "epoch", "batches_in_epoch", "model", "optimizer", "scheduler",
-"scaler", "rng": [per-rank states], "world_size", "config", "nonfinite_steps"}``.
+"scaler", "rng": [per-rank states], "world_size", "config", "nonfinite_in_a_row",
+"nonfinite_total"}``.
 
 Every random number generator the training loop touches (Python, NumPy, torch CPU and
 CUDA) is saved for *every* rank, so a resumed run draws the same numbers as the
 interrupted one would have.
+
+On top of these file-level helpers, the :class:`~mira.training.trainer.Trainer`'s checkpoints:
+which one a run resumes from (:func:`find_resume_checkpoint`), restoring the trainer's whole
+state from it (:func:`restore_training_state`), writing one (:func:`save_training_checkpoint`)
+and the final ``save_pretrained`` export (:func:`export_final_model`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import random
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from mira.atomic import atomic_output
+from mira.checkpoints import FINAL_EXPORT_DIR
+from mira.config import ConfigError
+from mira.training.distributed import all_gather_objects, barrier
+
+if TYPE_CHECKING:
+    from mira.training.trainer import Trainer
+
+LOGGER = logging.getLogger("mira.training")
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)\.pt$")
 CHECKPOINT_FORMAT = 1
@@ -125,3 +141,109 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------- the trainer's checkpoints
+def find_resume_checkpoint(strategy: str, save_dir: str | Path) -> Path | None:
+    """The checkpoint a run with ``model_preloading_strategy`` ``strategy`` resumes from, or None.
+
+    A ``.pt`` file is resumed from (it must exist); otherwise the latest checkpoint in ``save_dir``
+    (``auto``, or an ``--init_from`` model, which the run's own checkpoints override). ``none``
+    refuses a ``save_dir`` that already holds checkpoints (:class:`ConfigError`).
+    """
+    save_dir = Path(save_dir)
+    if strategy.endswith(".pt"):
+        path = Path(strategy)
+        if not path.is_file():
+            raise ConfigError(f"model_preloading_strategy: checkpoint {path} does not exist")
+        return path
+    latest = latest_checkpoint(save_dir)
+    if strategy == "none":
+        if latest is not None:
+            raise ConfigError(
+                f"model_save_path {save_dir} already holds checkpoints ({latest.name}) and "
+                "model_preloading_strategy is 'none'; choose a new model_save_path, or use 'auto' to resume"
+            )
+        return None
+    if latest is not None and strategy != "auto":
+        LOGGER.info("%s holds checkpoints of this run: resuming from %s instead of initialising from %s",
+                    save_dir, latest.name, strategy)
+    return latest
+
+
+def restore_training_state(trainer: Trainer, path: Path) -> None:
+    """Load ``path`` into ``trainer``: model, optimiser, scheduler (re-shaped to this run's config),
+    GradScaler, progress counters and this rank's RNG states (with the same number of processes;
+    otherwise the position in the epoch is carried over and the streams differ, with a warning)."""
+    state = load_checkpoint(path)
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    # The schedule's shape follows this run's config (e.g. a raised max_steps).
+    schedule = trainer.scheduler.lr_lambdas[0]
+    schedule.total_steps = trainer.total_steps
+    schedule.warmup_steps, schedule.min_ratio = trainer.train_cfg.warmup_steps, trainer.train_cfg.min_lr_ratio
+    if state.get("scaler"):
+        trainer.scaler.load_state_dict(state["scaler"])
+    trainer.state = dataclasses.replace(
+        trainer.state, step=state["step"], epoch=state["epoch"], batches_in_epoch=state["batches_in_epoch"],
+        nonfinite_in_a_row=state.get("nonfinite_in_a_row", 0), nonfinite_total=state.get("nonfinite_total", 0))
+    context = trainer.context
+    saved_world = state["world_size"]
+    if saved_world == context.world_size:
+        restore_rng_state(state["rng"][context.rank])
+    else:
+        LOGGER.warning("%s was written by %d processes, this run has %d: the data order and random "
+                       "streams will differ from an uninterrupted run", path, saved_world, context.world_size)
+        consumed = state["batches_in_epoch"] * saved_world
+        trainer.state.batches_in_epoch = consumed // context.world_size
+    if trainer.state.batches_in_epoch >= trainer.steps_per_epoch * trainer.train_cfg.grad_accum_steps:
+        trainer.state.epoch += 1
+        trainer.state.batches_in_epoch = 0
+    if context.is_main:
+        LOGGER.info("resumed from %s at step %d (epoch %d, micro-batch %d)", path, trainer.state.step,
+                    trainer.state.epoch, trainer.state.batches_in_epoch)
+
+
+def save_training_checkpoint(trainer: Trainer) -> Path:
+    """Write ``checkpoint-<step>.pt`` of ``trainer`` (rank 0, atomically) and prune old ones.
+
+    Collective: call on every rank (every rank's RNG states are gathered into it).
+    """
+    context, progress = trainer.context, trainer.state
+    rng_states = all_gather_objects(capture_rng_state(), context)
+    path = checkpoint_path(trainer.save_dir, progress.step)
+    if context.is_main:
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "step": progress.step,
+            "epoch": progress.epoch,
+            "batches_in_epoch": progress.batches_in_epoch,
+            "nonfinite_in_a_row": progress.nonfinite_in_a_row,
+            "nonfinite_total": progress.nonfinite_total,
+            "model": trainer.model.state_dict(),
+            "optimizer": trainer.optimizer.state_dict(),
+            "scheduler": trainer.scheduler.state_dict(),
+            "scaler": trainer.scaler.state_dict() if trainer.scaler.is_enabled() else {},
+            "rng": rng_states,
+            "world_size": context.world_size,
+            "config": trainer.config.to_dict(),
+        }
+        atomic_torch_save(state, path)
+        prune_checkpoints(trainer.save_dir, trainer.train_cfg.keep_last_checkpoints)
+        LOGGER.info("saved %s", path)
+    barrier(context)
+    return path
+
+
+def export_final_model(trainer: Trainer) -> Path:
+    """``save_pretrained`` ``trainer``'s weights to ``<model_save_path>/final`` (rank 0) for test.py.
+
+    Collective: call on every rank.
+    """
+    target = trainer.save_dir / FINAL_EXPORT_DIR
+    if trainer.context.is_main:
+        trainer.model.save_pretrained(target)
+        LOGGER.info("exported the final model to %s", target)
+    barrier(trainer.context)
+    return target

@@ -3,6 +3,9 @@
 One :class:`Trainer` runs in every process (one per GPU under ``torchrun``, or a single
 process). A *step* is one optimiser step = ``grad_accum_steps`` micro-batches of
 ``batch_size`` objects per rank. Rank 0 logs and writes checkpoints; all ranks read them.
+What the loop is built from (config checks, model, datasets) is in :mod:`mira.training.factories`,
+its checkpoints in :mod:`mira.training.checkpoint`, its SIGTERM/SIGINT handling in
+:mod:`mira.training.signals`.
 
 Resuming continues the interrupted run exactly: the checkpoint stores the model, optimiser,
 scheduler, GradScaler, step/epoch/position in the epoch and every rank's RNG states, the
@@ -13,11 +16,8 @@ generator is re-seeded per epoch so it never draws from the global RNG streams.
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
-import signal
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -30,25 +30,23 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from mira.atomic import write_json_atomic
-from mira.checkpoints import CONTRACT_DATA_KEYS, FINAL_EXPORT_DIR  # noqa: F401  (FINAL_EXPORT_DIR: tests import it here)
 from mira.config import ConfigError, MiraConfig
-from mira.evaluation.metrics import LPIPS_MIN_SIZE, MissingWeightsError
+from mira.evaluation.metrics import MissingWeightsError
 from mira.progress import format_eta, on_terminal
 from mira.training import checkpoint as ckpt
-from mira.training.distributed import (DistributedContext, all_gather_objects, all_reduce_sum, barrier,
-                                       setup_distributed)
+from mira.training.distributed import DistributedContext, all_reduce_sum, setup_distributed
+from mira.training.factories import (build_datasets, build_model, check_train_config, config_of_built_model,
+                                     renders_on_device)
 from mira.training.logger import ExperimentLogger
 from mira.training.losses import ReconstructionLoss, build_lpips_for_training
 from mira.training.optim import build_optimizer, build_scheduler
 from mira.training.patches import sample_patches, to_patch_images
 from mira.training.prefetch import prefetched
 from mira.training.sampler import EpochIndexedDataset, ResumableDistributedSampler
+from mira.training.signals import StopRequest, ignore_sigint
 from mira.training.validation import run_validation
 
 LOGGER = logging.getLogger("mira.training")
-MIXED_PRECISION_MODES = ("bf16", "fp16", "no")
-# Model keys of the user's config that stay when the weights (and architecture) come from a checkpoint.
-FINE_TUNING_MODEL_KEYS = ("encoder_trainable_blocks", "gradient_checkpointing")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -95,122 +93,6 @@ class FitResult:
     losses: list[float] = field(default_factory=list)
 
 
-def ignore_sigint(worker_id: int) -> None:
-    """DataLoader worker init: Ctrl-C reaches the whole process group, but only the training
-    process should react (checkpoint, then exit); a worker dying on it would break the step."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def renders_on_device(dataset: Dataset) -> bool:
-    """Whether ``dataset`` (or the dataset a ``Subset`` wraps) makes its samples on the training device."""
-    return getattr(getattr(dataset, "dataset", dataset), "renders_on_device", False)
-
-
-def check_train_config(config: MiraConfig) -> None:
-    """Check training keys that :meth:`MiraConfig.validate` does not; raise :class:`ConfigError`."""
-    t = config.train
-
-    def fail(key: str, message: str) -> None:
-        raise ConfigError(f"training config: '{key}' {message}")
-
-    if t.mixed_precision not in MIXED_PRECISION_MODES:
-        fail("mixed_precision", f"must be one of {MIXED_PRECISION_MODES}, got '{t.mixed_precision}'")
-    for key in ("batch_size", "grad_accum_steps"):
-        if getattr(t, key) < 1:
-            fail(key, "must be at least 1")
-    for key in ("warmup_steps", "max_steps", "checkpoint_every_steps", "val_every_steps", "stop_at_step",
-                "synthetic_objects", "patch_size", "num_epochs", "time_limit_minutes"):
-        if getattr(t, key) < 0:
-            fail(key, "must be >= 0")
-    if t.log_every_steps < 1:
-        fail("log_every_steps", "must be at least 1")
-    if t.max_nonfinite_steps < 1:
-        fail("max_nonfinite_steps", "must be at least 1")
-    if not 0.0 <= t.min_lr_ratio <= 1.0:
-        fail("min_lr_ratio", "must be in [0, 1]")
-    if t.num_epochs == 0 and t.max_steps == 0:
-        fail("num_epochs", "and max_steps are both 0: nothing bounds the run")
-    render_size = config.data.render_size
-    patch = render_size if t.patch_size == 0 or t.patch_size >= render_size else t.patch_size
-    if t.lpips_weight > 0 and patch < LPIPS_MIN_SIZE.get(t.lpips_net, 0):
-        fail("patch_size", f"gives {patch}x{patch} patches, smaller than LPIPS '{t.lpips_net}' accepts "
-                           f"({LPIPS_MIN_SIZE[t.lpips_net]}); raise patch_size (or render_size) or set lpips_weight 0")
-
-
-def build_model(config: MiraConfig) -> nn.Module:
-    """A fresh MIRA, or one initialised from the checkpoint named by ``model_preloading_strategy``
-    (``--init_from``: any value other than auto / none / a ``.pt`` file): any kind
-    :mod:`mira.checkpoints` reads (MIRA folder, OpenLRM folder, hub id). Its architecture, field
-    and source-view contract come from the checkpoint, the rest of the config (sampling, training)
-    and ``encoder_trainable_blocks`` / ``gradient_checkpointing`` from ``config``."""
-    from mira.checkpoints import announce_license, merge_configs, read_checkpoint
-    from mira.errors import InferenceError
-    from mira.models import MIRA
-
-    strategy = config.train.model_preloading_strategy
-    if strategy in ("auto", "none") or strategy.endswith(".pt"):
-        return MIRA(config)
-    LOGGER.info("initialising the model from %s", strategy)
-    try:
-        contents = read_checkpoint(strategy)
-    except InferenceError as error:
-        raise ConfigError(f"model_preloading_strategy (--init_from) '{strategy}': {error}") from error
-    if contents.config is None:
-        raise ConfigError(f"model_preloading_strategy (--init_from) '{strategy}': the checkpoint carries no config")
-    merged = merge_configs(contents.config, config)
-    for key in FINE_TUNING_MODEL_KEYS:
-        setattr(merged.model, key, getattr(config.model, key))
-    model = MIRA(merged)
-    model.load_checkpoint_state(contents.state, source=contents.source)
-    announce_license(merged, contents.source)
-    return model
-
-
-def config_of_built_model(config: MiraConfig, model: nn.Module) -> MiraConfig:
-    """``config`` with the ``model`` and ``renderer`` sections and the source-view contract keys
-    (:data:`mira.checkpoints.CONTRACT_DATA_KEYS`) the model was built from (``model.config``; its
-    ``encoder_config`` is filled after a pretrained encoder load), so that a checkpoint or the run's
-    config.json rebuilds the model without the encoder's hub id. ``config`` itself is not changed."""
-    built = getattr(model, "config", None)
-    if not isinstance(built, MiraConfig):
-        return config
-    recorded = copy.deepcopy(config)
-    recorded.model = copy.deepcopy(built.model)
-    recorded.renderer = copy.deepcopy(built.renderer)
-    for key in CONTRACT_DATA_KEYS:  # the source-view contract of the weights (a checkpoint's, when initialised from one)
-        setattr(recorded.data, key, copy.deepcopy(getattr(built.data, key)))
-    return recorded
-
-
-def build_datasets(config: MiraConfig, device: torch.device | str = "cpu") -> tuple[Dataset, Dataset | None]:
-    """Train and validation datasets: analytic scenes if ``synthetic_objects > 0``, procedural objects
-    rendered on ``device`` if ``data_source`` is "procedural", else the renders in ``data_dir``."""
-    t = config.train
-    if config.data.data_source == "procedural":
-        from mira.data.procedural.dataset import ProceduralDataset
-
-        return (ProceduralDataset(config, "train", seed=t.seed, device=device),
-                ProceduralDataset(config, "val", seed=t.seed, device=device))
-    if t.synthetic_objects > 0:
-        from mira.training.synthetic_scenes import SyntheticSceneDataset
-
-        train = SyntheticSceneDataset(config, "train", seed=t.seed)
-        val = SyntheticSceneDataset(config, "val", seed=t.seed, num_objects=max(1, t.val_max_objects))
-        return train, val
-    from mira.data import MultiViewDataset
-
-    train = MultiViewDataset(config, split="train", seed=t.seed)
-    try:
-        val = MultiViewDataset(config, split="val", seed=t.seed)
-    except (ValueError, FileNotFoundError, KeyError) as error:
-        LOGGER.warning("no validation split in %s (%s): validation disabled", config.data.data_dir, error)
-        val = None
-    if val is not None and len(val) == 0:
-        LOGGER.warning("the validation split of %s is empty: validation disabled", config.data.data_dir)
-        val = None
-    return train, val
-
-
 class Trainer:
     """Trains a MIRA model on one rank of a (possibly single-process) job.
 
@@ -231,10 +113,10 @@ class Trainer:
         self.device = self.context.device
         self.save_dir = Path(config.train.model_save_path)
         self.state = TrainState()
-        self._stop_requested = False
+        self._stop = StopRequest()  # set by SIGTERM/SIGINT during fit
         self._started = time.monotonic()
 
-        resume_from = self._find_resume_checkpoint()
+        resume_from = ckpt.find_resume_checkpoint(self.train_cfg.model_preloading_strategy, self.save_dir)
         ckpt.seed_everything(self.train_cfg.seed)  # identical initial weights on every rank
         self.model = (model if model is not None else build_model(config)).to(self.device)
         self.model.train()
@@ -364,90 +246,18 @@ class Trainer:
             self.model.compile_blocks()
         return model
 
-    # ------------------------------------------------------------------ checkpoints
-    def _find_resume_checkpoint(self) -> Path | None:
-        strategy = self.train_cfg.model_preloading_strategy
-        if strategy.endswith(".pt"):
-            path = Path(strategy)
-            if not path.is_file():
-                raise ConfigError(f"model_preloading_strategy: checkpoint {path} does not exist")
-            return path
-        latest = ckpt.latest_checkpoint(self.save_dir)
-        if strategy == "none":
-            if latest is not None:
-                raise ConfigError(
-                    f"model_save_path {self.save_dir} already holds checkpoints ({latest.name}) and "
-                    "model_preloading_strategy is 'none'; choose a new model_save_path, or use 'auto' to resume"
-                )
-            return None
-        if latest is not None and strategy != "auto":
-            LOGGER.info("%s holds checkpoints of this run: resuming from %s instead of initialising from %s",
-                        self.save_dir, latest.name, strategy)
-        return latest
-
+    # ------------------------------------------------------------------ checkpoints (mira/training/checkpoint.py)
     def _resume(self, path: Path) -> None:
-        state = ckpt.load_checkpoint(path)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        # The schedule's shape follows this run's config (e.g. a raised max_steps).
-        schedule = self.scheduler.lr_lambdas[0]
-        schedule.total_steps = self.total_steps
-        schedule.warmup_steps, schedule.min_ratio = self.train_cfg.warmup_steps, self.train_cfg.min_lr_ratio
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.state = TrainState(step=state["step"], epoch=state["epoch"], batches_in_epoch=state["batches_in_epoch"],
-                                nonfinite_in_a_row=state.get("nonfinite_in_a_row", 0),
-                                nonfinite_total=state.get("nonfinite_total", 0))
-        saved_world = state["world_size"]
-        if saved_world == self.context.world_size:
-            ckpt.restore_rng_state(state["rng"][self.context.rank])
-        else:
-            LOGGER.warning("%s was written by %d processes, this run has %d: the data order and random "
-                           "streams will differ from an uninterrupted run", path, saved_world, self.context.world_size)
-            consumed = state["batches_in_epoch"] * saved_world
-            self.state.batches_in_epoch = consumed // self.context.world_size
-        if self.state.batches_in_epoch >= self.steps_per_epoch * self.train_cfg.grad_accum_steps:
-            self.state.epoch += 1
-            self.state.batches_in_epoch = 0
-        if self.context.is_main:
-            LOGGER.info("resumed from %s at step %d (epoch %d, micro-batch %d)", path, self.state.step,
-                        self.state.epoch, self.state.batches_in_epoch)
+        """Restore the whole training state from ``path`` (:func:`ckpt.restore_training_state`)."""
+        ckpt.restore_training_state(self, path)
 
     def save_checkpoint(self) -> Path:
         """Write ``checkpoint-<step>.pt`` (rank 0, atomically) and prune old ones. Collective: call on every rank."""
-        rng_states = all_gather_objects(ckpt.capture_rng_state(), self.context)
-        path = ckpt.checkpoint_path(self.save_dir, self.state.step)
-        if self.context.is_main:
-            state = {
-                "format": ckpt.CHECKPOINT_FORMAT,
-                "step": self.state.step,
-                "epoch": self.state.epoch,
-                "batches_in_epoch": self.state.batches_in_epoch,
-                "nonfinite_in_a_row": self.state.nonfinite_in_a_row,
-                "nonfinite_total": self.state.nonfinite_total,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-                "rng": rng_states,
-                "world_size": self.context.world_size,
-                "config": self.config.to_dict(),
-            }
-            ckpt.atomic_torch_save(state, path)
-            ckpt.prune_checkpoints(self.save_dir, self.train_cfg.keep_last_checkpoints)
-            LOGGER.info("saved %s", path)
-        barrier(self.context)
-        return path
+        return ckpt.save_training_checkpoint(self)
 
     def export_final(self) -> Path:
         """``save_pretrained`` the trained weights to ``<model_save_path>/final`` (rank 0) for test.py."""
-        target = self.save_dir / FINAL_EXPORT_DIR
-        if self.context.is_main:
-            self.model.save_pretrained(target)
-            LOGGER.info("exported the final model to %s", target)
-        barrier(self.context)
-        return target
+        return ckpt.export_final_model(self)
 
     # ------------------------------------------------------------------ one step
     def compute_loss(self, batch: dict[str, Any]) -> tuple[dict[str, Tensor], int]:
@@ -496,7 +306,7 @@ class Trainer:
                 self.scaler.scale(terms["loss"] / accum).backward()
             sums[:4] += torch.stack([terms[k].detach().double() for k in ("loss", "mse", "lpips", "mask")]) / accum
             sums[4] += rays
-        sums[5] = float(self._stop_requested)
+        sums[5] = float(self._stop.requested)
         sums[6] = float(self._out_of_time())
         all_reduce_sum(sums, self.context)
         world = self.context.world_size
@@ -560,7 +370,7 @@ class Trainer:
         last_saved_step = self.state.step if self.state.step > 0 else -1
         window_start, window_samples, window_rays = time.perf_counter(), 0, 0
         try:
-            with self._signal_handlers():
+            with self._stop.handlers():
                 while self.state.step < self.total_steps and not result.stopped_early:
                     pending: list[dict[str, Any]] = []
                     for batch in self._epoch_micro_batches():
@@ -700,32 +510,6 @@ class Trainer:
         from tqdm.auto import tqdm
 
         return tqdm(total=self.total_steps, initial=self.state.step, desc="train", unit="step", dynamic_ncols=True)
-
-    @contextlib.contextmanager
-    def _signal_handlers(self) -> Iterator[None]:
-        """SIGTERM/SIGINT ask for a checkpoint and a clean exit after the current step (a second SIGINT aborts)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        first_signal_time: list[float] = []
-
-        def request_stop(signum: int, frame: Any) -> None:
-            now = time.monotonic()
-            # A second Ctrl-C aborts; a copy forwarded by a wrapper (timeout, srun) within 2 s does not.
-            if self._stop_requested and signum == signal.SIGINT and now - first_signal_time[0] > 2.0:
-                raise KeyboardInterrupt
-            if not self._stop_requested:
-                first_signal_time.append(now)
-                LOGGER.warning("received %s: will save a checkpoint after this step", signal.Signals(signum).name)
-            self._stop_requested = True
-
-        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
 
 def train(config: MiraConfig, context: DistributedContext | None = None) -> FitResult:
