@@ -8,7 +8,7 @@ that every path gives the same triangles as the old one (up to order; vertices w
 
 * ``before``: every grid point through ``renderer.query``, ``scipy.ndimage.binary_fill_holes`` cavity
   filling, PyMCubes, vertex colours (``extract_mesh`` as of 2026-11-25);
-* ``dense + pymcubes``, ``dense + torch``: every grid point, the labelling cavity filling, one of the
+* ``dense + pymcubes``, ``dense + torch``: every grid point, extract_mesh's cavity filling (labelling on the CPU, flood fill on a GPU), one of the
   two marching cubes;
 * ``coarse-to-fine + pymcubes``, ``coarse-to-fine + torch`` (today's default): the density evaluated
   at full resolution only near the surface (:mod:`mira.rendering.density_grid`).
@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from mira.export.mesh import (  # noqa: E402
     density_function,
     density_grid,
-    fill_enclosed_cavities,
+    fill_enclosed_cavities_on_device,
     marching_cubes_world,
     query_density_grid,
     query_vertex_colors,
@@ -104,12 +104,7 @@ def mesh_path(renderer, triplanes, resolution: int, threshold: float, grid: str,
         density = timed("density grid", lambda: density_grid(renderer, triplanes, resolution, *box, threshold,
                                                               coarse_to_fine=grid == "coarse-to-fine"))
 
-        def fill() -> torch.Tensor:
-            cpu = density.cpu().numpy()
-            filled = fill_enclosed_cavities(cpu, threshold)
-            return density if filled is cpu else torch.from_numpy(filled).to(density.device)
-
-        density = timed("cavities", fill)
+        density = timed("cavities", lambda: fill_enclosed_cavities_on_device(density, threshold))
     vertices, faces = timed("marching cubes", lambda: marching_cubes_world(density, threshold, *box, method=method))
     timed("vertex colours", lambda: query_vertex_colors(renderer, triplanes, vertices))
     seconds["total"] = sum(seconds.values())

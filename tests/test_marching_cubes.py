@@ -11,7 +11,7 @@ import torch
 from scipy.ndimage import binary_fill_holes
 from scipy.spatial import cKDTree
 
-from mira.export.mesh import enclosed_cavities, extract_mesh, marching_cubes_world
+from mira.export.mesh import enclosed_cavities, enclosed_cavities_torch, extract_mesh, marching_cubes_world
 from mira.rendering.density_grid import coarse_to_fine_density_grid, dense_density_grid
 from mira.rendering.marching_cubes import edge_offsets, marching_cubes
 from mira.rendering.marching_cubes_table import TRIANGLES
@@ -307,3 +307,34 @@ def test_enclosed_cavities_match_binary_fill_holes():
     shell = (radius > 0.3) & (radius < 0.5)
     np.testing.assert_array_equal(enclosed_cavities(shell), radius <= 0.3)
     assert enclosed_cavities(np.zeros((5, 5, 5), dtype=bool)) is None
+
+
+@pytest.mark.parametrize("check_every", [1, 3, 16])
+def test_torch_flood_fill_finds_the_cavities_of_scipy_labelling(check_every):
+    """The device flood fill (used for CUDA grids) finds exactly binary_fill_holes' cavities: random grids,
+    a hollow ball, a hollow ball with a tunnel to the outside (no cavity), a winding channel."""
+    rng = np.random.default_rng(1)
+    grids = [rng.random(tuple(int(n) for n in rng.integers(3, 18, size=3))) < rng.uniform(0.3, 0.85)
+             for _ in range(30)]
+    x, y, z = axis_grid((40, 40, 40))
+    radius = np.sqrt(x**2 + y**2 + z**2)
+    shell = (radius > 0.3) & (radius < 0.5)
+    tunnel = shell.copy()
+    tunnel[20, 20, :] = False  # a one-voxel channel from the hollow to the outside
+    spiral = np.ones((9, 30, 9), dtype=bool)
+    spiral[4, 1:29, 4] = False  # a long enclosed corridor ...
+    spiral[4, 28, 4:8] = False  # ... with a bend (still enclosed: the slab's faces are occupied)
+    for occupied in grids + [shell, tunnel, spiral, np.zeros((5, 5, 5), dtype=bool)]:
+        expected = binary_fill_holes(occupied) & ~occupied
+        found = enclosed_cavities_torch(torch.from_numpy(occupied), check_every=check_every)
+        np.testing.assert_array_equal(np.zeros(occupied.shape, dtype=bool) if found is None else found.numpy(),
+                                      expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_torch_flood_fill_on_cuda_equals_scipy_labelling():
+    x, y, z = axis_grid((96, 96, 96))
+    radius = np.sqrt(x**2 + y**2 + z**2)
+    occupied = ((radius > 0.3) & (radius < 0.5)) | (np.abs(x - 0.6) < 0.05)
+    found = enclosed_cavities_torch(torch.from_numpy(occupied).cuda())
+    np.testing.assert_array_equal(found.cpu().numpy(), binary_fill_holes(occupied) & ~occupied)

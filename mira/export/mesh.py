@@ -259,8 +259,26 @@ def fill_enclosed_cavities(density: np.ndarray, density_threshold: float) -> np.
     if cavities is None:
         return density
     filled = density.copy()
-    filled[cavities] = 2.0 * density_threshold if density_threshold > 0 else density_threshold + 1.0
+    filled[cavities] = cavity_density(density_threshold)
     return filled
+
+
+def fill_enclosed_cavities_on_device(density: Tensor, density_threshold: float) -> Tensor:
+    """:func:`fill_enclosed_cavities` of a (R, R, R) density tensor where it lies: a CUDA grid by the flood
+    fill of :func:`enclosed_cavities_torch` (it never leaves the GPU), a CPU grid by scipy's labelling.
+    Returns ``density`` itself when there is no cavity."""
+    if density.is_cuda:
+        cavities = enclosed_cavities_torch(density > density_threshold)
+        return density if cavities is None else density.masked_fill(cavities, cavity_density(density_threshold))
+    grid = density.numpy()
+    filled = fill_enclosed_cavities(grid, density_threshold)
+    return density if filled is grid else torch.from_numpy(filled)
+
+
+def cavity_density(density_threshold: float) -> float:
+    """The density given to filled cavities: just above the surface level (``2 * level``, or ``level + 1``
+    for a level <= 0)."""
+    return 2.0 * density_threshold if density_threshold > 0 else density_threshold + 1.0
 
 
 def enclosed_cavities(occupied: np.ndarray) -> np.ndarray | None:
@@ -289,6 +307,62 @@ def enclosed_cavities(occupied: np.ndarray) -> np.ndarray | None:
         return None
     cavities = np.zeros(occupied.shape, dtype=bool)
     cavities[crop] = enclosed[labels]
+    return cavities
+
+
+def occupied_crop(occupied: Tensor) -> tuple[slice, slice, slice] | None:
+    """The occupied voxels' bounding box grown by one voxel (clipped to the grid), or None when none is occupied."""
+    crop = []
+    for axis in range(3):
+        others = tuple(d for d in range(3) if d != axis)
+        present = occupied.any(dim=others[1]).any(dim=others[0]).nonzero().flatten()
+        if present.numel() == 0:
+            return None
+        first, last = present[[0, -1]].tolist()
+        crop.append(slice(max(first - 1, 0), min(last + 2, occupied.shape[axis])))
+    return tuple(crop)
+
+
+def enclosed_cavities_torch(occupied: Tensor, check_every: int = 16) -> Tensor | None:
+    """:func:`enclosed_cavities` on the grid's own device (a CUDA grid never goes to the CPU).
+
+    The empty space that reaches the faces of the grown bounding box is grown by 6-connected steps
+    (shifted ORs, masked by the empty voxels) until it stops changing, checked every ``check_every``
+    steps; what it never reaches is enclosed. On the CPU scipy's labelling (:func:`enclosed_cavities`)
+    is faster; on a GPU this avoids copying the grid to the host and labelling it there.
+
+    Args:
+        occupied: (R0, R1, R2) bool.
+    Returns:
+        (R0, R1, R2) bool mask of the enclosed empty voxels, or None when there are none.
+    """
+    crop = occupied_crop(occupied)
+    if crop is None:
+        return None
+    empty = ~occupied[crop]
+    reach = torch.zeros_like(empty)
+    for axis in range(3):
+        for index in (0, -1):
+            face = [slice(None)] * 3
+            face[axis] = index
+            reach[tuple(face)] = empty[tuple(face)]
+    steps = 0
+    while True:
+        grown = reach.clone()
+        for axis in range(3):
+            size = reach.shape[axis]
+            grown.narrow(axis, 1, size - 1).logical_or_(reach.narrow(axis, 0, size - 1))
+            grown.narrow(axis, 0, size - 1).logical_or_(reach.narrow(axis, 1, size - 1))
+        grown.logical_and_(empty)
+        steps += 1
+        if steps % check_every == 0 and torch.equal(grown, reach):
+            break
+        reach = grown
+    enclosed = empty & ~reach
+    if not bool(enclosed.any()):
+        return None
+    cavities = torch.zeros_like(occupied)
+    cavities[crop] = enclosed
     return cavities
 
 
@@ -436,10 +510,7 @@ def extract_mesh(
     density = density_grid(renderer, triplanes, resolution, box_min, box_max, density_threshold, coarse_to_fine,
                            chunk_size, progress)
     if fill_cavities:
-        grid = density.cpu().numpy()
-        filled = fill_enclosed_cavities(grid, density_threshold)
-        if filled is not grid:  # cavities were filled (in a copy)
-            density = torch.from_numpy(filled).to(density.device)
+        density = fill_enclosed_cavities_on_device(density, density_threshold)
     vertices, faces = marching_cubes_world(density, density_threshold, box_min, box_max, marching_cubes)
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
     if largest_component:
