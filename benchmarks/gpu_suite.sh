@@ -1,29 +1,73 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/BENCHMARKS.md in one go, on a lent machine with the repo checked out.
-#   bash benchmarks/gpu_suite.sh inference OUTDIR   # bench_inference fp32 + bf16, CUDA tests
-#   bash benchmarks/gpu_suite.sh train OUTDIR       # bench_train on 1 GPU, then DDP on all GPUs
+#   bash benchmarks/gpu_suite.sh inference OUTDIR           # bench_inference fp32 + bf16, CUDA tests
+#   bash benchmarks/gpu_suite.sh reference OUTDIR REF_DIR   # MIRA as OpenLRM-base / TripoSR beside the upstream
+#                                                           # pipelines (REF_DIR: a copy of shared/reference)
+#   bash benchmarks/gpu_suite.sh mesh OUTDIR                # bench_mesh on the shipped model, 256^3 and 512^3
+#   bash benchmarks/gpu_suite.sh train OUTDIR               # lookup kernels, bench_train (+ breakdown) on 1 GPU,
+#                                                           # then DDP on all GPUs
+#   bash benchmarks/gpu_suite.sh curves OUTDIR              # 300-step loss curves, before/after settings x 2 seeds,
+#                                                           # one run per GPU (up to 4 at once)
 # Wheels missing from the GPU image (trimesh, PyMCubes, imageio-ffmpeg, lpips, tensorboard)
 # are installed from ./.whl when that folder exists.
 set -uo pipefail
 part=$1; out=$2; mkdir -p "$out"
 if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
-python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a "$out/gpu.txt"
+python3 -c "import torch, transformers, triton; print('torch', torch.__version__, 'transformers', transformers.__version__, 'triton', triton.__version__)" | tee -a "$out/gpu.txt"
+ngpu=$(nvidia-smi -L | wc -l)
+# The training settings before issue 15's changes (grid_sample, every decoder block checkpointed).
+before="--set fused_sampling=false --set field_checkpointing=false --set gradient_checkpointing_every=1"
 case "$part" in
   inference)
     python3 benchmarks/bench_inference.py --device cuda --repeats 3 --warmup 1 --json "$out/inference_fp32.json" 2>&1 | tee "$out/inference_fp32.log"
     python3 benchmarks/bench_inference.py --device cuda --precision bf16 --repeats 3 --warmup 1 --json "$out/inference_bf16.json" 2>&1 | tee "$out/inference_bf16.log"
-    python3 -m pytest -q -p no:cacheprovider tests/test_evaluate_cli.py -k cuda 2>&1 | tail -5 | tee "$out/cuda_tests.log"
+    python3 -m pytest -q -p no:cacheprovider tests -k cuda 2>&1 | tail -5 | tee "$out/cuda_tests.log"
+    ;;
+  reference)
+    ref=${3:?give the folder that holds openlrm/ and triposr/ (a copy of shared/reference)}
+    for model in "--openlrm base" "--triposr"; do
+      name=$(echo "$model" | tr -d ' -')
+      python3 benchmarks/bench_inference.py --device cuda --precision bf16 --repeats 3 --warmup 1 $model \
+        --mesh_resolutions 256 --json "$out/mira_$name.json" 2>&1 | tee "$out/mira_$name.log"
+    done
+    python3 benchmarks/bench_reference.py --device cuda --precision bf16 --model openlrm-base --model triposr \
+      --reference_dir "$ref" --repeats 1 --warmup 1 --json "$out/reference.json" 2>&1 | tee "$out/reference.log"
+    ;;
+  mesh)
+    python3 benchmarks/bench_mesh.py --device cuda --resolutions 256 512 --repeats 2 2>&1 | tee "$out/mesh.log"
     ;;
   train)
-    python3 benchmarks/bench_train.py --device cuda --json "$out/train_1gpu.json" 2>&1 | tee "$out/train_1gpu.log"
-    ngpu=$(nvidia-smi -L | wc -l)
+    python3 benchmarks/bench_triplane.py --device cuda 2>&1 | tee "$out/triplane.log"
+    CUDA_VISIBLE_DEVICES=0 python3 benchmarks/bench_train.py --device cuda --breakdown --json "$out/train_1gpu.json" 2>&1 | tee "$out/train_1gpu.log"
     if [ "$ngpu" -gt 1 ]; then
       python3 -m torch.distributed.run --standalone --nproc_per_node="$ngpu" benchmarks/bench_train.py --device cuda \
         --baseline "$out/train_1gpu.json" --json "$out/train_${ngpu}gpu.json" 2>&1 | tee "$out/train_${ngpu}gpu.log"
     fi
+    ;;
+  curves)
+    runs=("--seed 0" "--seed 0 $before" "--seed 1" "--seed 1 $before")
+    for index in "${!runs[@]}"; do
+      gpu=$((index % ngpu))
+      CUDA_VISIBLE_DEVICES=$gpu python3 benchmarks/bench_train.py --device cuda --curve_steps 300 ${runs[$index]} \
+        --json "$out/curve_$index.json" > "$out/curve_$index.log" 2>&1 &
+      if [ $(((index + 1) % ngpu)) -eq 0 ]; then wait; fi
+    done
+    wait
+    python3 - "$out" <<'PY'
+import json, sys
+from pathlib import Path
+for path in sorted(Path(sys.argv[1]).glob("curve_*.json")):
+    run = json.loads(path.read_text())
+    losses = run["losses"]
+    print(path.name, run["set"] or "after", "seed", run["seed"], "steps", len(losses),
+          "mean loss of the last 50:", round(sum(losses[-50:]) / len(losses[-50:]), 5))
+PY
+    ;;
+  *)
+    echo "unknown part '$part': inference, reference, mesh, train or curves" >&2; exit 2
     ;;
 esac

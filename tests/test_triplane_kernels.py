@@ -113,3 +113,19 @@ def test_fused_sampling_of_bf16_planes_under_autocast_on_cuda() -> None:
     fused.float().square().sum().backward()
     torch.testing.assert_close(fused.float(), reference.float(), atol=2e-2, rtol=1e-2)
     torch.testing.assert_close(triplanes.grad.float(), reference_grad.float(), atol=5e-2, rtol=2e-2)
+
+
+def test_lookup_benchmark_runs_and_checks_agreement(capsys) -> None:
+    """benchmarks/bench_triplane.py --quick: both lookups timed, their features and gradients compared."""
+    import importlib.util
+
+    from helpers_training import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_triplane", REPO_ROOT / "benchmarks" / "bench_triplane.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "| grid_sample |" in out and "| fused Triton |" in out
+    errors = [float(word.rstrip(",")) for word in out.split("max |difference|: ")[1].split() if word[0].isdigit()]
+    assert len(errors) == 2 and max(errors) < 1e-5
