@@ -40,13 +40,16 @@ def fused_sampling_available(triplanes: Tensor) -> bool:
     return triton is not None and triplanes.is_cuda
 
 
-def _sample_forward_kernel(planes_ptr, grid_ptr, out_ptr, num_points, CHANNELS: tl.constexpr, size_u, size_v,
-                           axis_0u, axis_0v, axis_1u, axis_1v, axis_2u, axis_2v,
-                           BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    """One (point block, batch * 3 + plane) program: out[b, p, plane*C:(plane+1)*C] = bilinear(plane, p).
+def _sample_kernel(src_ptr, grid_ptr, dst_ptr, num_points, CHANNELS: tl.constexpr, size_u, size_v,
+                   axis_0u, axis_0v, axis_1u, axis_1v, axis_2u, axis_2v,
+                   BACKWARD: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """One (point block, batch * 3 + plane) program of the lookup or of its adjoint.
 
-    planes: (B*3, R_v, R_u, C) channels-last; grid: (B, P, 3) fp32 in [-1, 1]; out: (B, P, 3C).
-    Channels are visited BLOCK_C at a time (no lanes wasted on a C that is not a power of two).
+    Forward (``BACKWARD`` false): src = planes (B*3, R_v, R_u, C) channels-last, dst = features (B, P, 3C):
+    ``dst[b, p, plane*C:(plane+1)*C] = bilinear(plane, p)``. Backward: src = feature gradients (B, P, 3C),
+    dst = plane gradients (B*3, R_v, R_u, C) fp32: ``dst[corner] += weight * src[b, p, plane]`` (atomics,
+    coalesced over the channels of a corner). grid: (B, P, 3) fp32 in [-1, 1]. Channels are visited BLOCK_C at
+    a time (no lanes wasted on a C that is not a power of two).
     """
     block = tl.program_id(0)
     batch_plane = tl.program_id(1)
@@ -54,7 +57,13 @@ def _sample_forward_kernel(planes_ptr, grid_ptr, out_ptr, num_points, CHANNELS: 
     plane = batch_plane % 3
     axis_u = tl.where(plane == 0, axis_0u, tl.where(plane == 1, axis_1u, axis_2u))
     axis_v = tl.where(plane == 0, axis_0v, tl.where(plane == 1, axis_1v, axis_2v))
-    points = block * BLOCK_P + tl.arange(0, BLOCK_P)
+    if BACKWARD:
+        # Points BLOCK-strided: consecutive points are consecutive samples of one ray and hit the same
+        # corners, so a contiguous block would send many atomics to one address at once (serialised);
+        # strided, one block's points come from different rays.
+        points = block + tl.arange(0, BLOCK_P) * tl.num_programs(0)
+    else:
+        points = block * BLOCK_P + tl.arange(0, BLOCK_P)
     point_mask = points < num_points
     grid_rows = grid_ptr + (batch.to(tl.int64) * num_points + points) * 3
     u = tl.load(grid_rows + axis_u, mask=point_mask, other=0.0).to(tl.float32)
@@ -72,7 +81,7 @@ def _sample_forward_kernel(planes_ptr, grid_ptr, out_ptr, num_points, CHANNELS: 
     in_x1 = point_mask & (x0i + 1 >= 0) & (x0i + 1 < size_u)
     in_y0 = (y0i >= 0) & (y0i < size_v)
     in_y1 = (y0i + 1 >= 0) & (y0i + 1 < size_v)
-    # Rows of the four corners (masked loads never touch the rows of corners outside the plane).
+    # Rows of the four corners (masked loads and atomics never touch the rows of corners outside the plane).
     row00 = (y0i * size_u + x0i).to(tl.int64) * CHANNELS
     row01 = row00 + CHANNELS
     row10 = row00 + size_u * CHANNELS
@@ -81,81 +90,36 @@ def _sample_forward_kernel(planes_ptr, grid_ptr, out_ptr, num_points, CHANNELS: 
     w01 = wx * (1.0 - wy)
     w10 = (1.0 - wx) * wy
     w11 = wx * wy
-    plane_base = planes_ptr + batch_plane.to(tl.int64) * size_u * size_v * CHANNELS
-    out_rows = (batch.to(tl.int64) * num_points + points) * (3 * CHANNELS) + plane * CHANNELS
+    plane_offset = batch_plane.to(tl.int64) * size_u * size_v * CHANNELS
+    feature_rows = (batch.to(tl.int64) * num_points + points) * (3 * CHANNELS) + plane * CHANNELS
     for c0 in range(0, CHANNELS, BLOCK_C):
         channel = c0 + tl.arange(0, BLOCK_C)
         channel_mask = channel < CHANNELS
         column = channel[None, :]
-        acc = w00[:, None] * tl.load(plane_base + row00[:, None] + column,
-                                     mask=(in_x0 & in_y0)[:, None] & channel_mask[None, :], other=0.0).to(tl.float32)
-        acc += w01[:, None] * tl.load(plane_base + row01[:, None] + column,
-                                      mask=(in_x1 & in_y0)[:, None] & channel_mask[None, :], other=0.0).to(tl.float32)
-        acc += w10[:, None] * tl.load(plane_base + row10[:, None] + column,
-                                      mask=(in_x0 & in_y1)[:, None] & channel_mask[None, :], other=0.0).to(tl.float32)
-        acc += w11[:, None] * tl.load(plane_base + row11[:, None] + column,
-                                      mask=(in_x1 & in_y1)[:, None] & channel_mask[None, :], other=0.0).to(tl.float32)
-        tl.store(out_ptr + out_rows[:, None] + column, acc.to(out_ptr.dtype.element_ty),
-                 mask=point_mask[:, None] & channel_mask[None, :])
-
-
-def _sample_backward_kernel(grad_out_ptr, grid_ptr, grad_planes_ptr, num_points, CHANNELS: tl.constexpr,
-                            size_u, size_v,
-                            axis_0u, axis_0v, axis_1u, axis_1v, axis_2u, axis_2v,
-                            BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    """The forward's adjoint: grad_planes[corner] += weight * grad_out[b, p, plane] (fp32 atomics, coalesced
-    over the channels of a corner). grad_planes: (B*3, R_v, R_u, C) fp32. Program ``block`` takes the points
-    ``block + k * num_blocks`` (k < BLOCK_P)."""
-    block = tl.program_id(0)
-    batch_plane = tl.program_id(1)
-    batch = batch_plane // 3
-    plane = batch_plane % 3
-    axis_u = tl.where(plane == 0, axis_0u, tl.where(plane == 1, axis_1u, axis_2u))
-    axis_v = tl.where(plane == 0, axis_0v, tl.where(plane == 1, axis_1v, axis_2v))
-    # Points BLOCK-strided: consecutive points are consecutive samples of one ray and hit the same
-    # corners, so a contiguous block would send many atomics to one address at once (serialised);
-    # strided, one block's points come from different rays.
-    points = block + tl.arange(0, BLOCK_P) * tl.num_programs(0)
-    point_mask = points < num_points
-    grid_rows = grid_ptr + (batch.to(tl.int64) * num_points + points) * 3
-    u = tl.load(grid_rows + axis_u, mask=point_mask, other=0.0).to(tl.float32)
-    v = tl.load(grid_rows + axis_v, mask=point_mask, other=0.0).to(tl.float32)
-    x = ((u + 1.0) * size_u - 1.0) * 0.5
-    y = ((v + 1.0) * size_v - 1.0) * 0.5
-    x0 = tl.floor(x)
-    y0 = tl.floor(y)
-    wx = x - x0
-    wy = y - y0
-    x0i = tl.minimum(tl.maximum(x0, -2.0), size_u + 1.0).to(tl.int32)
-    y0i = tl.minimum(tl.maximum(y0, -2.0), size_v + 1.0).to(tl.int32)
-    in_x0 = point_mask & (x0i >= 0) & (x0i < size_u)
-    in_x1 = point_mask & (x0i + 1 >= 0) & (x0i + 1 < size_u)
-    in_y0 = (y0i >= 0) & (y0i < size_v)
-    in_y1 = (y0i + 1 >= 0) & (y0i + 1 < size_v)
-    row00 = (y0i * size_u + x0i).to(tl.int64) * CHANNELS
-    row01 = row00 + CHANNELS
-    row10 = row00 + size_u * CHANNELS
-    row11 = row10 + CHANNELS
-    w00 = (1.0 - wx) * (1.0 - wy)
-    w01 = wx * (1.0 - wy)
-    w10 = (1.0 - wx) * wy
-    w11 = wx * wy
-    plane_base = grad_planes_ptr + batch_plane.to(tl.int64) * size_u * size_v * CHANNELS
-    out_rows = (batch.to(tl.int64) * num_points + points) * (3 * CHANNELS) + plane * CHANNELS
-    for c0 in range(0, CHANNELS, BLOCK_C):
-        channel = c0 + tl.arange(0, BLOCK_C)
-        channel_mask = channel < CHANNELS
-        column = channel[None, :]
-        grad = tl.load(grad_out_ptr + out_rows[:, None] + column,
-                       mask=point_mask[:, None] & channel_mask[None, :], other=0.0).to(tl.float32)
-        tl.atomic_add(plane_base + row00[:, None] + column, w00[:, None] * grad,
-                      mask=(in_x0 & in_y0)[:, None] & channel_mask[None, :], sem="relaxed")
-        tl.atomic_add(plane_base + row01[:, None] + column, w01[:, None] * grad,
-                      mask=(in_x1 & in_y0)[:, None] & channel_mask[None, :], sem="relaxed")
-        tl.atomic_add(plane_base + row10[:, None] + column, w10[:, None] * grad,
-                      mask=(in_x0 & in_y1)[:, None] & channel_mask[None, :], sem="relaxed")
-        tl.atomic_add(plane_base + row11[:, None] + column, w11[:, None] * grad,
-                      mask=(in_x1 & in_y1)[:, None] & channel_mask[None, :], sem="relaxed")
+        if BACKWARD:
+            grad = tl.load(src_ptr + feature_rows[:, None] + column,
+                           mask=point_mask[:, None] & channel_mask[None, :], other=0.0).to(tl.float32)
+            plane_base = dst_ptr + plane_offset
+            tl.atomic_add(plane_base + row00[:, None] + column, w00[:, None] * grad,
+                          mask=(in_x0 & in_y0)[:, None] & channel_mask[None, :], sem="relaxed")
+            tl.atomic_add(plane_base + row01[:, None] + column, w01[:, None] * grad,
+                          mask=(in_x1 & in_y0)[:, None] & channel_mask[None, :], sem="relaxed")
+            tl.atomic_add(plane_base + row10[:, None] + column, w10[:, None] * grad,
+                          mask=(in_x0 & in_y1)[:, None] & channel_mask[None, :], sem="relaxed")
+            tl.atomic_add(plane_base + row11[:, None] + column, w11[:, None] * grad,
+                          mask=(in_x1 & in_y1)[:, None] & channel_mask[None, :], sem="relaxed")
+        else:
+            plane_base = src_ptr + plane_offset
+            acc = w00[:, None] * tl.load(plane_base + row00[:, None] + column,
+                                         mask=(in_x0 & in_y0)[:, None] & channel_mask[None, :], other=0.0).to(tl.float32)
+            acc += w01[:, None] * tl.load(plane_base + row01[:, None] + column,
+                                          mask=(in_x1 & in_y0)[:, None] & channel_mask[None, :], other=0.0).to(tl.float32)
+            acc += w10[:, None] * tl.load(plane_base + row10[:, None] + column,
+                                          mask=(in_x0 & in_y1)[:, None] & channel_mask[None, :], other=0.0).to(tl.float32)
+            acc += w11[:, None] * tl.load(plane_base + row11[:, None] + column,
+                                          mask=(in_x1 & in_y1)[:, None] & channel_mask[None, :], other=0.0).to(tl.float32)
+            tl.store(dst_ptr + feature_rows[:, None] + column, acc.to(dst_ptr.dtype.element_ty),
+                     mask=point_mask[:, None] & channel_mask[None, :])
 
 
 # Launch shapes tried on the first CUDA call per channel count (triton.autotune); the interpreter uses the first.
@@ -173,14 +137,13 @@ def _kernels(interpreted: bool):
         from triton.runtime.interpreter import InterpretedFunction
 
         fixed = {"BLOCK_P": TUNING[0][0], "BLOCK_C": TUNING[0][1]}
-        return (functools.partial(_Interpreted(InterpretedFunction(_sample_forward_kernel)), **fixed),
-                functools.partial(_Interpreted(InterpretedFunction(_sample_backward_kernel)), **fixed))
+        kernel = _Interpreted(InterpretedFunction(_sample_kernel))
+        return (functools.partial(kernel, BACKWARD=False, **fixed), functools.partial(kernel, BACKWARD=True, **fixed))
     configs = [triton.Config({"BLOCK_P": block_p, "BLOCK_C": block_c}, num_warps=warps) for block_p, block_c, warps in TUNING]
-    forward = triton.autotune(configs, key=["CHANNELS"])(triton.jit(_sample_forward_kernel))
+    forward = triton.autotune(configs, key=["CHANNELS"])(triton.jit(_sample_kernel))
     # Each tuning trial adds into the gradient: zero it before every trial.
-    backward = triton.autotune(configs, key=["CHANNELS"], reset_to_zero=["grad_planes_ptr"])(
-        triton.jit(_sample_backward_kernel))
-    return _Tuned(forward), _Tuned(backward)
+    backward = triton.autotune(configs, key=["CHANNELS"], reset_to_zero=["dst_ptr"])(triton.jit(_sample_kernel))
+    return functools.partial(_Tuned(forward), BACKWARD=False), functools.partial(_Tuned(backward), BACKWARD=True)
 
 
 class _Tuned:
@@ -189,9 +152,9 @@ class _Tuned:
     def __init__(self, kernel) -> None:
         self.kernel = kernel
 
-    def __call__(self, *args, num_points: int, batch_planes: int) -> None:
+    def __call__(self, *args, num_points: int, batch_planes: int, BACKWARD: bool) -> None:  # noqa: N803
         grid = lambda meta: (triton.cdiv(max(num_points, 1), meta["BLOCK_P"]), batch_planes)  # noqa: E731
-        self.kernel[grid](*args)
+        self.kernel[grid](*args, BACKWARD=BACKWARD)
 
 
 class _Interpreted:
@@ -200,9 +163,10 @@ class _Interpreted:
     def __init__(self, kernel) -> None:
         self.kernel = kernel
 
-    def __call__(self, *args, num_points: int, batch_planes: int, BLOCK_P: int, BLOCK_C: int) -> None:  # noqa: N803
+    def __call__(self, *args, num_points: int, batch_planes: int, BACKWARD: bool, BLOCK_P: int,  # noqa: N803
+                 BLOCK_C: int) -> None:  # noqa: N803
         grid = (triton.cdiv(max(num_points, 1), BLOCK_P), batch_planes)
-        self.kernel[grid](*args, BLOCK_P=BLOCK_P, BLOCK_C=BLOCK_C)
+        self.kernel[grid](*args, BACKWARD=BACKWARD, BLOCK_P=BLOCK_P, BLOCK_C=BLOCK_C)
 
 
 def _launch(kernel, tensors: tuple[Tensor, ...], num_points: int, batch_planes: int, channels: int, height: int,
