@@ -112,7 +112,7 @@ from mira.pretrained.openlrm import (  # noqa: E402
     PUBLISHED_COMMON,
     PUBLISHED_SIZES,
 )
-from mira.pretrained.triposr import DINO_VITB16, EXPECTED_CLASSES  # noqa: E402
+from mira.pretrained.triposr import DINO_VITB16, published_triposr_yaml  # noqa: E402
 
 DEFAULT_REFERENCE_DIR = REPO_ROOT.parent / "shared" / "reference"
 MODELS = ("openlrm-small", "openlrm-base", "openlrm-large", "triposr")
@@ -141,18 +141,8 @@ OPENLRM_QUICK = {
     "frame_size": 4,
 }
 
-# stabilityai/TripoSR config.yaml as documented in docs/PRETRAINED.md (published_triposr_config's values).
-TRIPOSR_CONFIG = {
-    **EXPECTED_CLASSES, "cond_image_size": 512,
-    "image_tokenizer": {"pretrained_model_name_or_path": "facebook/dino-vitb16"},
-    "tokenizer": {"plane_size": 32, "num_channels": 1024},
-    "backbone": {"in_channels": 1024, "num_attention_heads": 16, "attention_head_dim": 64, "num_layers": 16,
-                 "cross_attention_dim": 768},
-    "post_processor": {"in_channels": 1024, "out_channels": 40},
-    "decoder": {"in_channels": 120, "n_neurons": 64, "n_hidden_layers": 9, "activation": "silu"},
-    "renderer": {"radius": 0.87, "feature_reduction": "concat", "density_activation": "exp", "density_bias": -1.0,
-                 "num_samples_per_ray": 128},
-}
+# stabilityai/TripoSR config.yaml as documented in docs/PRETRAINED.md.
+TRIPOSR_CONFIG = published_triposr_yaml()
 TRIPOSR_CHUNK_SIZE = 8192  # run.py --chunk-size default (renderer.set_chunk_size)
 # --quick: a tiny TSR with a tiny ViT (64 px input, 4 x 4 patches).
 TRIPOSR_QUICK = {

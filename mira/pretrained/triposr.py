@@ -248,10 +248,9 @@ def triposr_to_mira_config(values: Mapping[str, Any], vit_config: Mapping[str, A
     return MiraConfig.from_dict({"model": model, "renderer": render, "data": data}, source=f"{source} (converted)")
 
 
-def published_triposr_config() -> MiraConfig:
-    """The MIRA config of ``stabilityai/TripoSR`` without weights (benchmarks; what converting it gives;
-    the hub config.yaml as documented in docs/PRETRAINED.md)."""
-    values = {
+def published_triposr_yaml() -> dict[str, Any]:
+    """``stabilityai/TripoSR``'s config.yaml values as documented in docs/PRETRAINED.md (a fresh dict)."""
+    return {
         **EXPECTED_CLASSES, "cond_image_size": 512,
         "image_tokenizer": {"pretrained_model_name_or_path": DINO_VITB16_ID},
         "tokenizer": {"plane_size": 32, "num_channels": 1024},
@@ -262,7 +261,11 @@ def published_triposr_config() -> MiraConfig:
         "renderer": {"radius": 0.87, "feature_reduction": "concat", "density_activation": "exp", "density_bias": -1.0,
                      "num_samples_per_ray": 128},
     }
-    return triposr_to_mira_config(values, DINO_VITB16, source="stabilityai/TripoSR")
+
+
+def published_triposr_config() -> MiraConfig:
+    """The MIRA config of ``stabilityai/TripoSR`` without weights (benchmarks; what converting it gives)."""
+    return triposr_to_mira_config(published_triposr_yaml(), DINO_VITB16, source="stabilityai/TripoSR")
 
 
 # ---------------------------------------------------------------------- weights

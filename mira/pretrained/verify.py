@@ -236,13 +236,8 @@ def verify_openlrm(run: ReferenceRun, tolerance: float = DEFAULT_TOLERANCE) -> d
     results.append(_compare("encoder_tokens", model.encoder(image), run.tensor("encoder_tokens"), tolerance))
     results.append(_compare("camera_embedding", model.camera_embedder.embed_camera(c2w, intrinsics),
                             run.tensor("camera_embedding"), tolerance))
-    captured: dict[str, torch.Tensor] = {}
-    hook = model.decoder.final_norm.register_forward_hook(lambda _m, _i, out: captured.__setitem__("tokens", out))
-    try:
-        triplanes = model.forward_triplanes(image, c2w, intrinsics)
-    finally:
-        hook.remove()
-    results.append(_compare("decoder_tokens", captured["tokens"], run.tensor("decoder_tokens"), tolerance,
+    triplanes, decoder_tokens = _triplanes_and_decoder_tokens(model, image, c2w, intrinsics)
+    results.append(_compare("decoder_tokens", decoder_tokens, run.tensor("decoder_tokens"), tolerance,
                             "after the final LayerNorm, before the upsampler"))
     results.append(_compare("triplanes", triplanes, run.tensor("triplanes"), tolerance))
 
@@ -324,6 +319,19 @@ def triposr_grid_points(size: int, radius: float) -> torch.Tensor:
     return (grid - 0) / (1 - 0) * (radius - (-radius)) + (-radius)
 
 
+def _triplanes_and_decoder_tokens(model: Any, image: torch.Tensor, c2w: torch.Tensor,
+                                  intrinsics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model.forward_triplanes`` and the decoder's tokens as its final norm outputs them (before the upsampler):
+    (B, 3, C, 2R, 2R) triplanes and (B, 3R^2, D) tokens."""
+    captured: dict[str, torch.Tensor] = {}
+    hook = model.decoder.final_norm.register_forward_hook(lambda _m, _i, out: captured.__setitem__("tokens", out))
+    try:
+        triplanes = model.forward_triplanes(image, c2w, intrinsics)
+    finally:
+        hook.remove()
+    return triplanes, captured["tokens"]
+
+
 @torch.no_grad()
 def verify_triposr(run: ReferenceRun, tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
     """A TripoSR run: load its ``config.yaml`` + ``model.ckpt`` as users do and compare every output TripoSR
@@ -337,14 +345,10 @@ def verify_triposr(run: ReferenceRun, tolerance: float = DEFAULT_TOLERANCE) -> d
     image = run.tensor("image")
     results.append(_compare("encoder_tokens", model.encoder(image), run.tensor("encoder_tokens"), tolerance,
                             "ViT last_hidden_state (CLS + patches)"))
-    captured: dict[str, torch.Tensor] = {}
-    hook = model.decoder.final_norm.register_forward_hook(lambda _m, _i, out: captured.__setitem__("tokens", out))
-    try:  # no camera input: the source camera arguments are placeholders
-        triplanes = model.forward_triplanes(image, torch.eye(4).expand(image.shape[0], 4, 4),
-                                            torch.tensor([[1.0, 1.0, 0.5, 0.5]]).expand(image.shape[0], 4))
-    finally:
-        hook.remove()
-    results.append(_compare("decoder_tokens", captured["tokens"], run.tensor("decoder_tokens"), tolerance,
+    # No camera input: the source camera arguments are placeholders.
+    triplanes, decoder_tokens = _triplanes_and_decoder_tokens(
+        model, image, torch.eye(4).expand(image.shape[0], 4, 4), torch.tensor([[1.0, 1.0, 0.5, 0.5]]).expand(image.shape[0], 4))
+    results.append(_compare("decoder_tokens", decoder_tokens, run.tensor("decoder_tokens"), tolerance,
                             "the backbone's output (residual included), before the upsampler"))
     results.append(_compare("triplanes", triplanes, run.tensor("triplanes"), tolerance))
 
