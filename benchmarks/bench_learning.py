@@ -38,6 +38,7 @@ from mira.config import MiraConfig, load_config  # noqa: E402
 from mira.data.procedural.dataset import ProceduralDataset  # noqa: E402
 from mira.devices import resolve_device  # noqa: E402
 from mira.training.logger import read_metrics  # noqa: E402
+from torch.utils.data import default_collate  # noqa: E402
 from mira.training.trainer import Trainer  # noqa: E402
 
 OVERFIT_TARGET_PSNR = 30.0
@@ -56,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (JSON values)")
     parser.add_argument("--device", default="auto", help="auto, cuda or cpu")
     parser.add_argument("--out", default=None, help="keep the run here (default: a temporary folder)")
+    parser.add_argument("--renders", type=int, default=0,
+                        help="> 0: write renders.png, these many evaluation objects (source | truth | model)")
     parser.add_argument("--quick", action="store_true", help="tiny config, a few CPU steps (checks the script)")
     return parser.parse_args(argv)
 
@@ -119,7 +122,33 @@ def run(args: argparse.Namespace) -> dict:
         "training": [{k: r[k] for k in ("step", "loss", "mse", "mask", "samples_per_s") if k in r} for r in training],
     }
     (out / "curves.json").write_text(json.dumps(curves, indent=2) + "\n")
+    if args.renders > 0:
+        write_renders(trainer, "train" if args.phase == "overfit" else "val", args.renders, out / "renders.png")
     return curves
+
+
+@torch.no_grad()
+def write_renders(trainer: Trainer, split: str, count: int, path: Path) -> None:
+    """A PNG of ``count`` evaluation objects, one row each: the source image, the true target views, the model's
+    renders of them (whole views at ``render_size``, eval-mode sampling, the evaluation background)."""
+    import imageio.v3 as iio
+
+    model, config = trainer.model, trainer.config
+    model.eval()
+    count = min(count, config.data.procedural_objects or count) if split == "train" else count
+    dataset = ProceduralDataset(config, split, device=trainer.device, num_objects=max(count, 1))
+    batch = default_collate(dataset.__getitems__(list(range(count))))
+    size = config.data.render_size
+    with trainer.autocast():
+        out = model(batch["source_image"], batch["source_c2w"], batch["source_intrinsics"], batch["target_c2w"],
+                    batch["target_intrinsics"], size, background=batch["background"])
+    source = torch.nn.functional.interpolate(batch["source_image"].float(), size=(size, size), mode="area")
+    rows = []
+    for b in range(count):
+        tiles = [source[b]] + list(batch["target_images"][b].float()) + list(out["rgb"][b].float())
+        rows.append(torch.cat(tiles, dim=-1))
+    grid = torch.cat(rows, dim=-2).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    iio.imwrite(path, grid)
 
 
 def print_table(curves: dict) -> None:

@@ -249,7 +249,8 @@ def time_parts(trainer: Trainer, batch: dict, device: torch.device, steps: int) 
         camera = None
         if model.camera_embedder is not None:
             camera = model.camera_embedder.embed_camera(batch["source_c2w"], batch["source_intrinsics"])
-        triplanes = model.decoder(tokens, camera)
+        source = (batch["source_c2w"], batch["source_intrinsics"], tuple(batch["source_image"].shape[-2:]))
+        triplanes = model.decoder(tokens, camera, *source)
 
     def encoder() -> None:
         with trainer.autocast(), torch.set_grad_enabled(not model.encoder.is_frozen):
@@ -257,7 +258,7 @@ def time_parts(trainer: Trainer, batch: dict, device: torch.device, steps: int) 
 
     def decoder() -> None:
         with trainer.autocast():
-            out = model.decoder(tokens, camera)
+            out = model.decoder(tokens, camera, *source)
         out.float().square().mean().backward()
 
     def renderer() -> None:

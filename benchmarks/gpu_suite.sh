@@ -6,6 +6,8 @@
 #   bash benchmarks/gpu_suite.sh mesh OUTDIR                # bench_mesh on the shipped model, 256^3 and 512^3
 #   bash benchmarks/gpu_suite.sh train OUTDIR               # lookup kernels, bench_train (+ breakdown) on 1 GPU,
 #                                                           # then DDP on all GPUs
+#   bash benchmarks/gpu_suite.sh learning OUTDIR "ARGS" ...  # bench_learning.py runs side by side, one per GPU
+#                                                           # (ARGS: that run's options, e.g. "--phase overfit")
 #   bash benchmarks/gpu_suite.sh curves OUTDIR              # 300-step loss curves, before/after settings x 2 seeds,
 #                                                           # one run per GPU (up to 4 at once)
 # Wheels missing from the GPU image (trimesh, PyMCubes, imageio-ffmpeg, lpips, tensorboard)
@@ -48,6 +50,17 @@ case "$part" in
         --baseline "$out/train_1gpu.json" --json "$out/train_${ngpu}gpu.json" 2>&1 | tee "$out/train_${ngpu}gpu.log"
     fi
     ;;
+  learning)
+    shift 2
+    index=0
+    for run_args in "$@"; do
+      CUDA_VISIBLE_DEVICES=$((index % ngpu)) python3 benchmarks/bench_learning.py $run_args --renders 8 \
+        --out "$out/run_$index" > "$out/run_$index.log" 2>&1 &
+      index=$((index + 1))
+    done
+    wait
+    for log in "$out"/run_*.log; do echo "== $log"; grep -A40 "^generalise:\|^overfit:" "$log"; done
+    ;;
   curves)
     runs=("--seed 0" "--seed 0 $before" "--seed 1" "--seed 1 $before")
     for index in "${!runs[@]}"; do
@@ -68,6 +81,6 @@ for path in sorted(Path(sys.argv[1]).glob("curve_*.json")):
 PY
     ;;
   *)
-    echo "unknown part '$part': inference, reference, mesh, train or curves" >&2; exit 2
+    echo "unknown part '$part': inference, reference, mesh, train, learning or curves" >&2; exit 2
     ;;
 esac

@@ -117,6 +117,9 @@ class ModelConfig:
     # Add a fixed 2D sine-cosine code of each image patch's position to the decoder's image tokens
     # (the triplane tokens carry the same kind of code): see mira/models/transformer.py.
     context_position_embedding: bool = False
+    # Bias each cross-attention head towards the image patches a triplane token's line projects onto
+    # through the source camera (-slope * distance^2, slopes learned per head): mira/models/projective_bias.py.
+    projective_attention_bias: bool = False
     # Licence of the weights when it is not MIRA's (e.g. "CC BY-NC 4.0" for converted OpenLRM
     # weights): printed once when such a checkpoint is loaded.
     weights_license: str = ""

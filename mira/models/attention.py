@@ -42,16 +42,17 @@ class MultiHeadAttention(nn.Module):
         key, value = self.to_kv(x if context is None else context).chunk(2, dim=-1)
         return self._split_heads(self.to_q(x)), self._split_heads(key), self._split_heads(value)
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
         """Attend.
 
         Args:
             x: (B, N, D) queries' tokens.
             context: (B, M, Dc) tokens to attend to; None for self-attention.
+            bias: optional (B, H, N, M) added to the attention logits (SDPA's float ``attn_mask``).
         Returns:
             (B, N, D)
         """
         query, key, value = self.project(x, context)
-        out = F.scaled_dot_product_attention(query, key, value)  # (B, H, N, d)
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=bias)  # (B, H, N, d)
         batch, _, length, _ = out.shape
         return self.to_out(out.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim))

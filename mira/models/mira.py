@@ -40,8 +40,10 @@ from mira.config import MiraConfig
 from mira.errors import WeightsNotFoundError
 from mira.models.camera_embedder import CameraEmbedder
 from mira.models.encoder import DinoV2Encoder, match_dinov2_key_names, match_vit_key_names
+from mira.models.projective_bias import ProjectiveAttentionBias
 from mira.models.transformer import TriplaneDecoder
 from mira.rendering import TriplaneRenderer
+from mira.rendering.triplane import PLANE_AXES_BY_NAME
 
 NO_WEIGHT_DECAY_NAMES = ("tokens",)  # learned triplane tokens: embeddings, no decay
 
@@ -72,7 +74,12 @@ class MIRA(nn.Module):
         self.camera_embedder = (CameraEmbedder(model_cfg.camera_matrix_dim, model_cfg.camera_embed_dim,
                                                model_cfg.camera_vector_layout)
                                 if model_cfg.camera_conditioning else None)
-        self.decoder = TriplaneDecoder(model_cfg, encoder_dim=self.encoder.hidden_size)
+        projection = None
+        if model_cfg.projective_attention_bias:
+            renderer_cfg = self.config.renderer
+            projection = ProjectiveAttentionBias(model_cfg.triplane_feat_res, PLANE_AXES_BY_NAME[renderer_cfg.plane_axes],
+                                                 renderer_cfg.box_min, renderer_cfg.box_max, self.encoder.patch_size)
+        self.decoder = TriplaneDecoder(model_cfg, encoder_dim=self.encoder.hidden_size, projection=projection)
         self.renderer = TriplaneRenderer(self.config.renderer, triplane_dim=model_cfg.triplane_dim)
 
     # ------------------------------------------------------------------ forward
@@ -98,7 +105,7 @@ class MIRA(nn.Module):
         if self.camera_embedder is not None:
             camera_embedding = self.camera_embedder.embed_camera(source_c2w.to(images.dtype),
                                                                  source_intrinsics.to(images.dtype))
-        return self.decoder(image_tokens, camera_embedding)
+        return self.decoder(image_tokens, camera_embedding, source_c2w, source_intrinsics, tuple(images.shape[-2:]))
 
     def forward(
         self,

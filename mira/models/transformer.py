@@ -42,6 +42,7 @@ from torch.utils.checkpoint import checkpoint
 from mira.config import ModelConfig
 from mira.models.attention import MultiHeadAttention
 from mira.models.modulate import ModulatedLayerNorm
+from mira.models.projective_bias import AttentionLocality, ProjectiveAttentionBias
 
 NUM_PLANES = 3
 TOKEN_INIT_STD = 0.02
@@ -123,11 +124,13 @@ class TriplaneDecoderBlock(nn.Module):
         order: "cross_self_mlp" or "self_cross_mlp" (``decoder_block_order``).
         cond_dim None: no conditioning; the norms are :class:`AffineLayerNorm` of eps ``norm_eps``
         (else :class:`ModulatedLayerNorm` of eps ``norm_eps``).
+        projective_bias: learn per-head slopes (:class:`~mira.models.projective_bias.AttentionLocality`)
+        that turn the projected distances given to :meth:`forward` into a cross-attention bias.
     """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, cond_dim: int | None, context_dim: int | None = None,
                  attention_bias: bool = True, activation: str = "gelu_tanh", output_bias: bool | None = None,
-                 order: str = "cross_self_mlp", norm_eps: float = 1e-6) -> None:
+                 order: str = "cross_self_mlp", norm_eps: float = 1e-6, projective_bias: bool = False) -> None:
         super().__init__()
         if order not in ("cross_self_mlp", "self_cross_mlp"):
             raise ValueError(f"decoder_block_order must be cross_self_mlp or self_cross_mlp, got '{order}'")
@@ -143,14 +146,24 @@ class TriplaneDecoderBlock(nn.Module):
         self.self_attention = MultiHeadAttention(dim, num_heads, bias=attention_bias, output_bias=output_bias)
         self.norm_mlp = norm()
         self.mlp = block_mlp(dim, int(dim * mlp_ratio), activation)
+        self.locality = AttentionLocality(num_heads) if projective_bias else None
 
-    def forward(self, x: Tensor, context: Tensor, cond: Tensor | None) -> Tensor:
-        """x (B, N, D) triplane tokens, context (B, T, Dc) image tokens, cond (B, E) or None -> (B, N, D)."""
+    def forward(self, x: Tensor, context: Tensor, cond: Tensor | None, distance: Tensor | None = None) -> Tensor:
+        """x (B, N, D) triplane tokens, context (B, T, Dc) image tokens, cond (B, E) or None -> (B, N, D).
+
+        ``distance`` (B, N, T): squared projected distances (:class:`ProjectiveAttentionBias`), needed
+        when the block was built with ``projective_bias`` and ignored otherwise."""
+        bias = None
+        if self.locality is not None:
+            if distance is None:
+                raise ValueError("this decoder block uses the projective attention bias: pass the projected distances")
+            bias = self.locality(distance, x.dtype if not torch.is_autocast_enabled(x.device.type)
+                                 else torch.get_autocast_dtype(x.device.type))
         if self.self_first:
             x = x + self.self_attention(self.norm_self(x, cond))
-            x = x + self.cross_attention(self.norm_cross(x, cond), context)
+            x = x + self.cross_attention(self.norm_cross(x, cond), context, bias)
         else:
-            x = x + self.cross_attention(self.norm_cross(x, cond), context)
+            x = x + self.cross_attention(self.norm_cross(x, cond), context, bias)
             x = x + self.self_attention(self.norm_self(x, cond))
         return x + self.mlp(self.norm_mlp(x, cond))
 
@@ -165,8 +178,12 @@ class TriplaneDecoder(nn.Module):
         encoder_dim: width of the image tokens (projected to D when ``context_projection``).
     """
 
-    def __init__(self, model_cfg: ModelConfig, encoder_dim: int) -> None:
+    def __init__(self, model_cfg: ModelConfig, encoder_dim: int, projection: ProjectiveAttentionBias | None = None) -> None:
         super().__init__()
+        if model_cfg.projective_attention_bias and projection is None:
+            raise ValueError("projective_attention_bias needs the triplane box and the encoder's patch size "
+                             "(TriplaneDecoder(..., projection=ProjectiveAttentionBias(...)), as MIRA builds it)")
+        self.projection = projection if model_cfg.projective_attention_bias else None
         dim, resolution = model_cfg.decoder_hidden_dim, model_cfg.triplane_feat_res
         self.resolution = resolution
         self.triplane_dim = model_cfg.triplane_dim
@@ -194,7 +211,7 @@ class TriplaneDecoder(nn.Module):
                                  context_dim=context_dim, attention_bias=model_cfg.attention_bias,
                                  activation=model_cfg.decoder_mlp_activation,
                                  output_bias=model_cfg.attention_output_bias, order=model_cfg.decoder_block_order,
-                                 norm_eps=model_cfg.block_norm_eps)
+                                 norm_eps=model_cfg.block_norm_eps, projective_bias=self.projection is not None)
             for _ in range(model_cfg.num_layers)
         )
         if model_cfg.decoder_residual_projection:  # TripoSR's Transformer1D wrapper
@@ -207,12 +224,12 @@ class TriplaneDecoder(nn.Module):
         self.upsample = nn.ConvTranspose2d(dim, model_cfg.triplane_dim, kernel_size=2, stride=2)
 
     def _run_block(self, index: int, block: TriplaneDecoderBlock, x: Tensor, context: Tensor,
-                   cond: Tensor | None) -> Tensor:
+                   cond: Tensor | None, distance: Tensor | None) -> Tensor:
         """Block ``index``; recomputed in the backward pass when checkpointing covers it."""
         recompute = self.gradient_checkpointing and index % self.gradient_checkpointing_every == 0
         if recompute and self.training and torch.is_grad_enabled():
-            return checkpoint(block, x, context, cond, use_reentrant=False)
-        return block(x, context, cond)
+            return checkpoint(block, x, context, cond, distance, use_reentrant=False)
+        return block(x, context, cond, distance)
 
     def tokens_to_triplanes(self, x: Tensor) -> Tensor:
         """(B, 3 * R * R, D) tokens -> (B, 3, C, 2R, 2R) triplanes (shared transposed conv)."""
@@ -237,12 +254,15 @@ class TriplaneDecoder(nn.Module):
             self._context_codes[key] = code.to(device)
         return self._context_codes[key]
 
-    def forward(self, image_tokens: Tensor, camera_embedding: Tensor | None) -> Tensor:
+    def forward(self, image_tokens: Tensor, camera_embedding: Tensor | None, source_c2w: Tensor | None = None,
+                source_intrinsics: Tensor | None = None, image_size: tuple[int, int] | None = None) -> Tensor:
         """Decode triplanes.
 
         Args:
             image_tokens: (B, T, encoder_dim) encoder output.
             camera_embedding: (B, E) source-camera embedding; None without ``camera_conditioning``.
+            source_c2w, source_intrinsics, image_size: (B, 4, 4), (B, 4) and the encoder input's (H, W);
+                needed with ``projective_attention_bias`` (the source camera places each image patch).
         Returns:
             (B, 3, C, 2R, 2R) triplanes; planes XY, XZ, YZ (rows index the plane's second
             axis, columns its first, as ``grid_sample`` reads them).
@@ -258,8 +278,13 @@ class TriplaneDecoder(nn.Module):
         residual = x
         if self.token_norm is not None:  # GroupNorm over (channels, all tokens) per group, then Linear
             x = self.proj_in(self.token_norm(x.transpose(1, 2)).transpose(1, 2))
+        distance = None
+        if self.projection is not None:
+            if source_c2w is None or source_intrinsics is None or image_size is None:
+                raise ValueError("projective_attention_bias: the decoder needs source_c2w, source_intrinsics and image_size")
+            distance = self.projection(source_c2w, source_intrinsics, image_size, context.shape[1])
         for index, block in enumerate(self.blocks):
-            x = self._run_block(index, block, x, context, camera_embedding)
+            x = self._run_block(index, block, x, context, camera_embedding, distance)
         if self.proj_out is not None:
             x = residual + self.proj_out(x)
         return self.tokens_to_triplanes(self.final_norm(x))
