@@ -3,7 +3,8 @@
 #   bash benchmarks/gpu_suite.sh inference OUTDIR           # bench_inference fp32 + bf16, CUDA tests
 #   bash benchmarks/gpu_suite.sh reference OUTDIR REF_DIR   # MIRA as OpenLRM-base / TripoSR beside the upstream
 #                                                           # pipelines (REF_DIR: a copy of shared/reference)
-#   bash benchmarks/gpu_suite.sh mesh OUTDIR                # bench_mesh on the shipped model, 256^3 and 512^3
+#   bash benchmarks/gpu_suite.sh mesh OUTDIR                # bench_mesh on the shipped model, 256^3 and 512^3,
+#                                                           # and test.py's per-image stages (bench_quickstart)
 #   bash benchmarks/gpu_suite.sh train OUTDIR               # lookup kernels, bench_train (+ breakdown) on 1 GPU,
 #                                                           # then DDP on all GPUs
 #   bash benchmarks/gpu_suite.sh learning OUTDIR "ARGS" ...  # bench_learning.py runs side by side, one per GPU
@@ -41,6 +42,7 @@ case "$part" in
     ;;
   mesh)
     python3 benchmarks/bench_mesh.py --device cuda --resolutions 256 512 --repeats 2 2>&1 | tee "$out/mesh.log"
+    python3 benchmarks/bench_quickstart.py --device cuda --repeats 3 2>&1 | tee "$out/quickstart.log"
     ;;
   train)
     python3 benchmarks/bench_triplane.py --device cuda 2>&1 | tee "$out/triplane.log"
