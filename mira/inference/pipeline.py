@@ -410,9 +410,9 @@ class InferencePipeline:
         }
 
     @torch.inference_mode()
-    def export_video(self, triplanes: torch.Tensor, prepared: PreprocessedImage, output_dir: Path) -> dict[str, Any]:
-        """Render and write the turntable video (the input's focal, centred; at its distance unless
-        ``--distance``); its summary for ``result.json``."""
+    def render_video_frames(self, triplanes: torch.Tensor, prepared: PreprocessedImage) -> tuple[Any, dict[str, Any]]:
+        """The turntable's frames (the input's focal, centred; at its distance unless ``--distance``), as
+        :func:`~mira.export.video.render_orbit_frames` returns them, and their summary for ``result.json``."""
         s = self.settings
         focal = float(prepared.intrinsics[:2].mean())
         intrinsics = torch.tensor([focal, focal, 0.5, 0.5])
@@ -428,12 +428,17 @@ class InferencePipeline:
                 start_azimuth_deg=self.config.data.source_camera_azimuth_deg,  # the input view first
                 progress=s.progress, occupancy=occupancy,
             )
-        file_name = f"video.{s.video_format}"
-        write_video(frames, output_dir / file_name, s.fps)
-        return {"file": file_name, "frames": s.num_frames, "width": s.render_size, "height": s.render_size,
-                "fps": s.fps, "elevation_deg": s.elevation, "distance": distance,
-                "occupied_fraction": None if occupancy is None else round(occupancy.occupied_fraction, 4),
-                "baked_field_resolution": s.video_bake_resolution or None}
+        return frames, {"frames": s.num_frames, "width": s.render_size, "height": s.render_size,
+                        "fps": s.fps, "elevation_deg": s.elevation, "distance": distance,
+                        "occupied_fraction": None if occupancy is None else round(occupancy.occupied_fraction, 4),
+                        "baked_field_resolution": s.video_bake_resolution or None}
+
+    def export_video(self, triplanes: torch.Tensor, prepared: PreprocessedImage, output_dir: Path) -> dict[str, Any]:
+        """Render (:meth:`render_video_frames`) and write the turntable video; its summary for ``result.json``."""
+        frames, summary = self.render_video_frames(triplanes, prepared)
+        file_name = f"video.{self.settings.video_format}"
+        write_video(frames, output_dir / file_name, self.settings.fps)
+        return {"file": file_name, **summary}
 
     def write_result(
         self,
