@@ -113,6 +113,8 @@ def run(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     result = trainer.fit()
     seconds = time.perf_counter() - start
+    if not (out / "final").exists():  # stopped by --minutes: the trainer kept a checkpoint; export the weights too
+        trainer.export_final()
     validation = read_metrics(out / "logs" / "metrics.jsonl", "val")
     training = read_metrics(out / "logs" / "metrics.jsonl", "train")
     curves = {

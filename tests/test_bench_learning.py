@@ -1,0 +1,37 @@
+"""benchmarks/bench_learning.py on the CPU (--quick): curves, the renders PNG, and a final export even when
+``--minutes`` stops the run (the next training starts from it with ``--init_from``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import imageio.v3 as iio
+import pytest
+
+from helpers_training import REPO_ROOT
+from mira.inference.checkpoint import load_model
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_learning", REPO_ROOT / "benchmarks" / "bench_learning.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_time_limited_run_exports_weights_and_renders(bench, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert bench.main(["--quick", "--phase", "generalise", "--minutes", "0.0001", "--renders", "2",
+                       "--set", "projective_attention_bias=true", "--out", str(out)]) == 0
+    curves = json.loads((out / "curves.json").read_text())
+    assert curves["steps"] == 1  # stopped by the time limit after the first step (the schedule has 3)
+    assert curves["overrides"] == {"projective_attention_bias": True}
+    model = load_model(out / "final")
+    assert model.config.model.projective_attention_bias
+    # one row per object: the source, then K truth views, then K renders, each render_size wide
+    image = iio.imread(out / "renders.png")
+    size, views = model.config.data.render_size, model.config.data.supervision_k
+    assert image.shape == (2 * size, (1 + 2 * views) * size, 3)
+    assert "generalise: 1 steps" in capsys.readouterr().out
