@@ -108,6 +108,9 @@ class ModelConfig:
     triplane_feat_res: int = 32
     # Side of the output triplane, after upsampling: must be 2 * triplane_feat_res.
     triplane_res: int = 64
+    # Kernel of the ConvTranspose2d (stride 2) from tokens to triplane cells: 2 (OpenLRM, TripoSR: each token
+    # fills its own 2 x 2 cells, which can leave a lattice) or 4 (padding 1: neighbouring tokens overlap).
+    triplane_upsample_kernel: int = 2
     # Channels per plane (C).
     triplane_dim: int = 40
     gradient_checkpointing: bool = False
@@ -427,6 +430,8 @@ class MiraConfig:
             fail("ray_marching", f"must be one of {RAY_MARCHING_SCHEMES}, got '{r.ray_marching}'")
         if m.triplane_res != 2 * m.triplane_feat_res:
             fail("triplane_res", f"must be 2 * triplane_feat_res = {2 * m.triplane_feat_res}, got {m.triplane_res}")
+        if m.triplane_upsample_kernel not in (2, 4):
+            fail("triplane_upsample_kernel", f"must be 2 or 4, got {m.triplane_upsample_kernel}")
         if m.decoder_hidden_dim % m.num_heads != 0:
             fail("num_heads", f"must divide decoder_hidden_dim={m.decoder_hidden_dim}, got {m.num_heads}")
         for key in ("source_size", "camera_embed_dim", "decoder_hidden_dim", "num_layers",

@@ -40,6 +40,7 @@ MODEL_KEYS: dict[str, str] = {
     "gradient_checkpointing": "recompute decoder activations in the backward pass (less memory, slower)",
     "gradient_checkpointing_every": "with gradient_checkpointing, recompute only every n-th decoder block (1: all)",
     "context_position_embedding": "add a fixed 2D sine-cosine position code to the decoder's image tokens",
+    "triplane_upsample_kernel": "kernel of the token-to-triplane transposed convolution: 2 (own 2x2 cells) or 4 (overlapping)",
     "projective_attention_bias": "bias cross-attention towards the image patches each triplane token projects onto",
     "weights_license": "licence of the weights when it is not MIRA's (printed when loaded)",
 }

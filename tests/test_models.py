@@ -126,6 +126,26 @@ def test_token_layout_maps_each_token_to_its_plane_cell() -> None:
     assert sorted(nonzero) == [[plane, y, x] for y in (2 * row, 2 * row + 1) for x in (2 * col, 2 * col + 1)]
 
 
+def test_overlapping_upsampler_spreads_each_token_over_4x4_cells() -> None:
+    """triplane_upsample_kernel 4: token (i, j) reaches rows 2i-1..2i+2 and columns 2j-1..2j+2 of its plane
+    (clipped at the border), the triplane keeps its 2R side, and a bad kernel is a clear config error."""
+    decoder = tiny_model(triplane_upsample_kernel=4).decoder
+    r, dim = decoder.resolution, decoder.tokens.shape[1]
+    with torch.no_grad():
+        decoder.upsample.bias.zero_()
+        for row, col in ((3, 5), (0, 0)):
+            tokens = torch.zeros(1, 3 * r * r, dim)
+            tokens[0, 1 * r * r + row * r + col] = 1.0
+            triplanes = decoder.tokens_to_triplanes(tokens)
+            assert triplanes.shape[-2:] == (2 * r, 2 * r)
+            nonzero = triplanes[0].abs().sum(dim=1).nonzero().tolist()
+            rows = [y for y in range(2 * row - 1, 2 * row + 3) if 0 <= y < 2 * r]
+            cols = [x for x in range(2 * col - 1, 2 * col + 3) if 0 <= x < 2 * r]
+            assert sorted(nonzero) == [[1, y, x] for y in rows for x in cols]
+    with pytest.raises(Exception, match="triplane_upsample_kernel"):
+        tiny_config(triplane_upsample_kernel=3)
+
+
 # ---------------------------------------------------------------------- gradients
 def rgb_loss(model: MIRA, inputs: dict) -> torch.Tensor:
     out = model(**inputs)

@@ -14,7 +14,8 @@ Each :class:`TriplaneDecoderBlock` is (pre-norm, residual)::
     x = x + MLP(adaLN(x, cam))
 
 After a final LayerNorm, each plane's R x R grid of D-wide tokens is upsampled by a
-shared ``ConvTranspose2d(D, C, kernel 2, stride 2)`` to the (C, 2R, 2R) triplane.
+shared ``ConvTranspose2d(D, C, kernel 2, stride 2)`` to the (C, 2R, 2R) triplane (``triplane_upsample_kernel``
+4: kernel 4, padding 1, so each cell mixes its neighbouring tokens and the 2 x 2 lattice can blend).
 
 Options that TripoSR's decoder needs: ``camera_conditioning`` false (no camera: each block norm is an
 affine LayerNorm, :class:`AffineLayerNorm`, of eps ``block_norm_eps``), ``decoder_block_order``
@@ -221,7 +222,9 @@ class TriplaneDecoder(nn.Module):
         else:
             self.token_norm = self.proj_in = self.proj_out = None
         self.final_norm = nn.LayerNorm(dim, eps=model_cfg.final_norm_eps) if model_cfg.decoder_final_norm else nn.Identity()
-        self.upsample = nn.ConvTranspose2d(dim, model_cfg.triplane_dim, kernel_size=2, stride=2)
+        kernel = model_cfg.triplane_upsample_kernel  # 2: each token its own 2 x 2 cells; 4: overlapping 4 x 4
+        self.upsample = nn.ConvTranspose2d(dim, model_cfg.triplane_dim, kernel_size=kernel, stride=2,
+                                           padding=(kernel - 2) // 2)
 
     def _run_block(self, index: int, block: TriplaneDecoderBlock, x: Tensor, context: Tensor,
                    cond: Tensor | None, distance: Tensor | None) -> Tensor:
@@ -232,7 +235,7 @@ class TriplaneDecoder(nn.Module):
         return block(x, context, cond, distance)
 
     def tokens_to_triplanes(self, x: Tensor) -> Tensor:
-        """(B, 3 * R * R, D) tokens -> (B, 3, C, 2R, 2R) triplanes (shared transposed conv)."""
+        """(B, 3 * R * R, D) tokens -> (B, 3, C, 2R, 2R) triplanes (shared transposed conv, per plane)."""
         batch, _, dim = x.shape
         r = self.resolution
         planes = x.view(batch * NUM_PLANES, r, r, dim).permute(0, 3, 1, 2)  # (B*3, D, R, R)
