@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from mira.checkpoints import CONTRACT_DATA_KEYS
 from mira.config import ConfigError, MiraConfig
 from mira.evaluation.metrics import LPIPS_MIN_SIZE
+from mira.training.growth import grow_state, requested_growth
 
 LOGGER = logging.getLogger("mira.training")
 MIXED_PRECISION_MODES = ("bf16", "fp16", "no")
@@ -65,7 +66,8 @@ def build_model(config: MiraConfig) -> nn.Module:
     (``--init_from``: any value other than auto / none / a ``.pt`` file): any kind
     :mod:`mira.checkpoints` reads (MIRA folder, OpenLRM folder, hub id). Its architecture, field
     and source-view contract come from the checkpoint, the rest of the config (sampling, training)
-    and ``encoder_trainable_blocks`` / ``gradient_checkpointing`` from ``config``."""
+    and ``encoder_trainable_blocks`` / ``gradient_checkpointing`` from ``config``; the decoder grows
+    the options of :mod:`mira.training.growth` that ``config`` adds."""
     from mira.checkpoints import announce_license, merge_configs, read_checkpoint
     from mira.errors import InferenceError
     from mira.models import MIRA
@@ -83,8 +85,11 @@ def build_model(config: MiraConfig) -> nn.Module:
     merged = merge_configs(contents.config, config)
     for key in FINE_TUNING_MODEL_KEYS:
         setattr(merged.model, key, getattr(config.model, key))
+    grown = requested_growth(merged.model, config.model)
+    for key, value in grown.items():
+        setattr(merged.model, key, value)
     model = MIRA(merged)
-    model.load_checkpoint_state(contents.state, source=contents.source)
+    model.load_checkpoint_state(grow_state(contents.state, model, grown), source=contents.source)
     announce_license(merged, contents.source)
     return model
 
