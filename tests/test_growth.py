@@ -63,3 +63,11 @@ def test_a_smaller_option_is_not_taken_from_the_config(tmp_path, caplog):
         model = build_model(tiny_config(tmp_path / "run", model_preloading_strategy=str(tmp_path / "ckpt")))
     assert model.config.model.projective_attention_bias and model.config.model.triplane_upsample_kernel == 4
     assert "would discard trained weights" in caplog.text
+
+
+def test_other_architecture_keys_come_from_the_checkpoint_and_are_named(tmp_path, caplog):
+    saved_model(tmp_path / "ckpt")
+    with caplog.at_level(logging.INFO, logger="mira.training"):
+        model = build_model(tiny_config(tmp_path / "run", model_preloading_strategy=str(tmp_path / "ckpt"), num_layers=3))
+    assert len(model.decoder.blocks) == 2  # tiny.json's
+    assert "the config's values of num_layers are not used" in caplog.text

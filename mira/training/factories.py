@@ -8,6 +8,7 @@ the renders in ``data_dir``). :class:`mira.training.trainer.Trainer` calls these
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 
 import torch
@@ -17,7 +18,7 @@ from torch.utils.data import Dataset
 from mira.checkpoints import CONTRACT_DATA_KEYS
 from mira.config import ConfigError, MiraConfig
 from mira.evaluation.metrics import LPIPS_MIN_SIZE
-from mira.training.growth import grow_state, requested_growth
+from mira.training.growth import GROWABLE_MODEL_KEYS, grow_state, requested_growth
 
 LOGGER = logging.getLogger("mira.training")
 MIXED_PRECISION_MODES = ("bf16", "fp16", "no")
@@ -85,6 +86,10 @@ def build_model(config: MiraConfig) -> nn.Module:
     merged = merge_configs(contents.config, config)
     for key in FINE_TUNING_MODEL_KEYS:
         setattr(merged.model, key, getattr(config.model, key))
+    ignored = [f.name for f in dataclasses.fields(config.model) if f.name not in FINE_TUNING_MODEL_KEYS
+               and f.name not in GROWABLE_MODEL_KEYS and getattr(config.model, f.name) != getattr(merged.model, f.name)]
+    if ignored:
+        LOGGER.info("--init_from: the model is the checkpoint's; the config's values of %s are not used", ", ".join(ignored))
     grown = requested_growth(merged.model, config.model)
     for key, value in grown.items():
         setattr(merged.model, key, value)
