@@ -1,7 +1,9 @@
-"""Shared pieces of the training tests: a tiny config, and launching train_ddp.py in subprocesses."""
+"""Shared pieces of the training tests: a tiny config, launching train_ddp.py in subprocesses, and importing a
+benchmark script."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -9,6 +11,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from mira.config import MiraConfig, load_config
@@ -116,3 +119,10 @@ def train_losses(save_dir: Path) -> dict[int, float]:
     records = [json.loads(line) for line in lines if line.strip()]
     return {r["step"]: r["loss"] for r in records if r["split"] == "train" and "loss" in r}
 
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` imported as a module (the scripts are not a package), to call its ``main``."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

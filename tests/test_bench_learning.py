@@ -3,22 +3,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import imageio.v3 as iio
 import pytest
 
-from helpers_training import REPO_ROOT
+from helpers_training import load_benchmark
 from mira.inference.checkpoint import load_model
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_learning", REPO_ROOT / "benchmarks" / "bench_learning.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_learning")
 
 
 def test_time_limited_run_exports_weights_and_renders(bench, tmp_path, capsys):

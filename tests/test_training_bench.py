@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
-from helpers_training import REPO_ROOT, tiny_config
+from helpers_training import load_benchmark, tiny_config
 from mira.training import Trainer
 from mira.training.synthetic_scenes import SyntheticSceneDataset
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_train", REPO_ROOT / "benchmarks" / "bench_train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_train")
 
 
 def test_quick_benchmark_reports_throughput_and_mfu(bench, tmp_path, capsys):

@@ -117,13 +117,9 @@ def test_fused_sampling_of_bf16_planes_under_autocast_on_cuda() -> None:
 
 def test_lookup_benchmark_runs_and_checks_agreement(capsys) -> None:
     """benchmarks/bench_triplane.py --quick: both lookups timed, their features and gradients compared."""
-    import importlib.util
+    from helpers_training import load_benchmark
 
-    from helpers_training import REPO_ROOT
-
-    spec = importlib.util.spec_from_file_location("bench_triplane", REPO_ROOT / "benchmarks" / "bench_triplane.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("bench_triplane")
     assert module.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "| grid_sample |" in out and "| fused Triton |" in out
