@@ -49,8 +49,7 @@ from mira.inference.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 from mira.rendering.density_grid import coarse_to_fine_density_grid  # noqa: E402
 from mira.rendering.marching_cubes import triangle_set_difference  # noqa: E402
 from mira.inference.pipeline import InferencePipeline, InferenceSettings  # noqa: E402
-from mira.inference.preprocess import image_to_float_rgba, load_image, preprocess_arrays  # noqa: E402
-from mira.data.source_view import SourceFraming  # noqa: E402
+from mira.inference.preprocess import load_image  # noqa: E402
 
 EXAMPLE = REPO_ROOT / "docs" / "examples" / "procedural_000000000_blender.png"
 STEPS = ("density grid", "cavities", "marching cubes", "vertex colours")
@@ -62,9 +61,7 @@ def example_triplanes(args: argparse.Namespace) -> tuple[InferencePipeline, torc
                                  device=args.device, progress=False)
     pipeline = InferencePipeline(settings)
     pipeline.load()
-    rgb, alpha = image_to_float_rgba(load_image(str(args.input)))
-    framing = SourceFraming.from_config(pipeline.config, settings.foreground_ratio)
-    prepared = preprocess_arrays(rgb, alpha, framing, pipeline.config.renderer.background_color, None, name=str(args.input))
+    prepared = pipeline.prepare_image(load_image(str(args.input)), str(args.input))
     return pipeline, pipeline.reconstruct(prepared).float()
 
 

@@ -30,9 +30,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from mira.inference.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
-from mira.data.source_view import SourceFraming  # noqa: E402
 from mira.inference.pipeline import InferencePipeline, InferenceSettings, WorkItem  # noqa: E402
-from mira.inference.preprocess import image_to_float_rgba, load_image, preprocess_arrays  # noqa: E402
+from mira.inference.preprocess import load_image  # noqa: E402
 
 EXAMPLE = REPO_ROOT / "docs" / "examples" / "procedural_000000000_blender.png"
 STAGES = ("preprocess", "reconstruct", "mesh", "video", "total")
@@ -76,9 +75,7 @@ def time_pipeline(args: argparse.Namespace, skip_empty_space: bool, bake: int | 
     medians["load"] = pipeline.load_seconds
     settings = pipeline.settings
     medians["sizes"] = f"mesh {settings.mesh_resolution}^3, {settings.num_frames} x {settings.render_size}^2"
-    prepared = preprocess_arrays(*image_to_float_rgba(load_image(str(args.input))),
-                                 SourceFraming.from_config(pipeline.config, settings.foreground_ratio),
-                                 pipeline.config.source_background(), None, name=str(args.input))
+    prepared = pipeline.prepare_image(load_image(str(args.input)), str(args.input))
     torch.manual_seed(settings.seed)
     medians["frames"], _ = pipeline.render_video_frames(pipeline.reconstruct(prepared), prepared)
     return medians

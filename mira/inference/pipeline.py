@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
@@ -322,7 +323,7 @@ class InferencePipeline:
 
     def process(self, item: WorkItem, on_stage: Callable[[str], None] | None = None) -> Path:
         """One input -> its output folder (see the module docstring); ``on_stage(name)`` as each stage starts."""
-        settings, cfg = self.settings, self.config
+        settings = self.settings
         timer = StageTimer(self.device, on_stage)
         generated = None
         if settings.mode == "text":
@@ -331,13 +332,7 @@ class InferencePipeline:
                     item.source, settings.seed, settings.text_steps, settings.text_guidance_scale, settings.text_image_size
                 )
         with timer.stage("preprocess"):
-            image = generated if generated is not None else load_image(item.source)
-            rgb, alpha = image_to_float_rgba(image)
-            needs_rembg = alpha is None and not settings.no_rembg
-            prepared = preprocess_arrays(
-                rgb, alpha, SourceFraming.from_config(cfg, settings.foreground_ratio), cfg.source_background(),
-                self.remover if needs_rembg else None, name=item.source,
-            )
+            prepared = self.prepare_image(generated if generated is not None else load_image(item.source), item.source)
         output_dir = Path(settings.output_path) / item.name
         outputs: dict[str, str] = {}
         if generated is not None:
@@ -364,6 +359,15 @@ class InferencePipeline:
             outputs["video"] = report["video"]["file"]
         self.write_result(item, prepared, outputs, report, timer, output_dir)
         return output_dir
+
+    def prepare_image(self, image: Image.Image, name: str) -> PreprocessedImage:
+        """The model input for one image, as :meth:`process` makes it: RGBA, the background removed when the
+        image has no alpha (unless ``--no_rembg``), the source-view contract's framing and background."""
+        cfg = self.config
+        rgb, alpha = image_to_float_rgba(image)
+        needs_rembg = alpha is None and not self.settings.no_rembg
+        return preprocess_arrays(rgb, alpha, SourceFraming.from_config(cfg, self.settings.foreground_ratio),
+                                 cfg.source_background(), self.remover if needs_rembg else None, name=name)
 
     def _autocast(self):
         dtype = PRECISIONS[self.settings.precision]
