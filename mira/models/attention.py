@@ -48,11 +48,13 @@ class MultiHeadAttention(nn.Module):
         Args:
             x: (B, N, D) queries' tokens.
             context: (B, M, Dc) tokens to attend to; None for self-attention.
-            bias: optional (B, H, N, M) added to the attention logits (SDPA's float ``attn_mask``).
+            bias: optional (B, H, N, M) added to the attention logits (SDPA's float ``attn_mask``, cast to the
+                queries' dtype, which autocast decides).
         Returns:
             (B, N, D)
         """
         query, key, value = self.project(x, context)
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=bias)  # (B, H, N, d)
+        mask = None if bias is None else bias.to(query.dtype)
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)  # (B, H, N, d)
         batch, _, length, _ = out.shape
         return self.to_out(out.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim))

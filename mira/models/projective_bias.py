@@ -56,10 +56,10 @@ class AttentionLocality(nn.Module):
         """(H,) positive slopes."""
         return F.softplus(self.raw_slope)
 
-    def forward(self, squared_distance: Tensor, dtype: torch.dtype) -> Tensor:
-        """``-slope_h * squared_distance`` as (B, H, N, T) in ``dtype`` (the attention's)."""
+    def forward(self, squared_distance: Tensor) -> Tensor:
+        """``-slope_h * squared_distance`` (B, N, T) -> (B, H, N, T), in the distances' dtype."""
         slopes = self.slopes().to(squared_distance.dtype)
-        return (-slopes.view(1, -1, 1, 1) * squared_distance.unsqueeze(1)).to(dtype)
+        return -slopes.view(1, -1, 1, 1) * squared_distance.unsqueeze(1)
 
 
 def token_segments(resolution: int, plane_axes: Sequence[Sequence[int]], box_min: Sequence[float],
@@ -118,6 +118,14 @@ class ProjectiveAttentionBias(nn.Module):
         super().__init__()
         self.patch_size = int(patch_size)
         self.register_buffer("segments", token_segments(resolution, plane_axes, box_min, box_max), persistent=False)
+        self._centres: dict[tuple[int, int, torch.device], Tensor] = {}  # patch centres per image size, in patches
+
+    def patch_grid(self, height: int, width: int, device: torch.device) -> Tensor:
+        """(rows * cols, 2) patch centres in patch widths for an H x W image, made once per size and device."""
+        key = (height, width, device)
+        if key not in self._centres:
+            self._centres[key] = patch_centres(height, width, self.patch_size).to(device) / self.patch_size
+        return self._centres[key]
 
     @torch.no_grad()
     def forward(self, source_c2w: Tensor, source_intrinsics: Tensor, image_size: tuple[int, int],
@@ -133,7 +141,7 @@ class ProjectiveAttentionBias(nn.Module):
             (B, 3 * R * R, T) float32, 0 for the leading tokens.
         """
         height, width = image_size
-        centres = patch_centres(height, width, self.patch_size).to(source_c2w.device)
+        centres = self.patch_grid(height, width, source_c2w.device)
         leading = num_image_tokens - centres.shape[0]
         if leading < 0:
             raise ValueError(f"projective attention bias: {num_image_tokens} image tokens cannot hold the "
@@ -143,6 +151,6 @@ class ProjectiveAttentionBias(nn.Module):
         c2w = source_c2w.float()
         uv, _ = project_points(ends, c2w, source_intrinsics.float(), width, height)  # box in front: canonical pose
         uv = uv.view(batch, num_tokens, 2, 2) / self.patch_size
-        distance = point_segment_squared_distance(centres / self.patch_size, uv[:, :, 0], uv[:, :, 1])
+        distance = point_segment_squared_distance(centres, uv[:, :, 0], uv[:, :, 1])
         return F.pad(distance, (leading, 0))
 

@@ -158,8 +158,7 @@ class TriplaneDecoderBlock(nn.Module):
         if self.locality is not None:
             if distance is None:
                 raise ValueError("this decoder block uses the projective attention bias: pass the projected distances")
-            bias = self.locality(distance, x.dtype if not torch.is_autocast_enabled(x.device.type)
-                                 else torch.get_autocast_dtype(x.device.type))
+            bias = self.locality(distance)
         if self.self_first:
             x = x + self.self_attention(self.norm_self(x, cond))
             x = x + self.cross_attention(self.norm_cross(x, cond), context, bias)
