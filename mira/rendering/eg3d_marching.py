@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mira.rendering.compositing import cumsum_along_rays
+
 # Density logit of a sample outside the box: its intervals get density softplus(-huge) = 0 exactly.
 EMPTY_LOGIT = -1e30
 # Added to the smoothed coarse weights, and to the pdf weights (EG3D's constants).
@@ -130,7 +132,7 @@ def smoothed_importance_samples(t: Tensor, weights: Tensor, num_samples: int, de
         bins = 0.5 * (flat_t[:, :-1] + flat_t[:, 1:])  # (R, S - 1) interval midpoints
         pdf_weights = smoothed[:, 1:-1] + PDF_EPS  # (R, S - 3): the intervals between the midpoints
         pdf = pdf_weights / pdf_weights.sum(dim=-1, keepdim=True)
-        cdf = torch.cat([torch.zeros_like(pdf[:, :1]), torch.cumsum(pdf, dim=-1)], dim=-1)  # (R, S - 2)
+        cdf = torch.cat([torch.zeros_like(pdf[:, :1]), cumsum_along_rays(pdf)], dim=-1)  # (R, S - 2)
         rays, last = pdf.shape
         if deterministic:
             u = torch.linspace(0, 1, num_samples, device=t.device).expand(rays, num_samples).contiguous()

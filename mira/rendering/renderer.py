@@ -150,10 +150,35 @@ class TriplaneRenderer(nn.Module):
         background = self._background(background, origins)
         if occupancy is not None and triplanes.shape[0] != 1:
             raise ValueError(f"mira/rendering/renderer.py: an occupancy grid belongs to one triplane, got a batch of {triplanes.shape[0]}")
+        if occupancy is not None:
+            return self._render_occupied_rays(triplanes, origins, directions, background, occupancy)
+        return self._render_rays(triplanes, origins, directions, background)
+
+    def _render_rays(self, triplanes: Tensor, origins: Tensor, directions: Tensor, background: Tensor,
+                     occupancy: OccupancyGrid | None = None) -> dict[str, Tensor]:
+        """:meth:`forward` of (B, N, 3) rays over (B, 1, 3) backgrounds, ``ray_chunk_size`` rays at a time."""
         rays_per_chunk = max(1, self.ray_chunk_size // origins.shape[0])
         out = chunked(lambda o, d: self._render_chunk(triplanes, o, d, background, occupancy), origins, directions,
                       chunk_size=rays_per_chunk, dim=1)  # N = 0 still gives one (empty) chunk
         return {key: out[key] for key in OUTPUT_CHANNELS}
+
+    def _render_occupied_rays(self, triplanes: Tensor, origins: Tensor, directions: Tensor, background: Tensor,
+                              occupancy: OccupancyGrid) -> dict[str, Tensor]:
+        """:meth:`forward` with empty-space skipping (B = 1): only the rays that meet the occupied cells'
+        bounding box are rendered; the others, which have no sample in an occupied cell and so would
+        composite nothing, get the background, depth 0 and opacity 0 directly (the same values)."""
+        count = origins.shape[1]
+        out = {"rgb": background.to(origins.dtype).expand(1, count, 3).clone(),
+               "depth": origins.new_zeros(1, count, 1), "opacity": origins.new_zeros(1, count, 1)}
+        bounds = occupancy.bounds()
+        if bounds is None:
+            return out
+        _, _, hit = intersect_box(origins[0], directions[0], *bounds)
+        rays = hit[:, 0].nonzero().squeeze(-1)
+        rendered = self._render_rays(triplanes, origins[:, rays], directions[:, rays], background, occupancy)
+        for key, value in rendered.items():
+            out[key] = out[key].to(value.dtype).index_copy_(1, rays, value)
+        return out
 
     def render_pixels(
         self,
@@ -307,7 +332,8 @@ class TriplaneRenderer(nn.Module):
                 weights = composite(density, rgb, t, edges, background)["weights"]
             t_fine = importance_samples(edges, weights, self.num_fine_samples, deterministic=not self.training)
             density_fine, rgb_fine = self._field_along_rays(triplanes, origins, directions, t_fine, occupancy)
-            t, (density, rgb) = merge_samples(t, [density, rgb], t_fine, [density_fine, rgb_fine])
+            t, (density, rgb) = merge_samples(t, [density, rgb], t_fine, [density_fine, rgb_fine],
+                                              presorted=not self.training)
         out = composite(density, rgb, t, interval_edges(t, near, far), background)
         return {key: out[key] for key in OUTPUT_CHANNELS}
 
