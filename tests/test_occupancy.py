@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from helpers_inference import AnalyticField, position_color, sphere_renderer
-from mira.cameras import orbit_cameras
+from mira.cameras import orbit_cameras, pixel_centers, rays_from_pixels
 from mira.rendering.occupancy import OccupancyGrid
 
 INTRINSICS = torch.tensor([[[1.2, 1.2, 0.5, 0.5]]])
@@ -68,3 +68,39 @@ def test_grid_belongs_to_one_triplane():
         renderer(triplanes.expand(2, -1, -1, -1, -1), torch.zeros(2, 4, 3), torch.ones(2, 4, 3) / 3**0.5, occupancy=grid)
     with pytest.raises(ValueError, match="one triplane"):
         OccupancyGrid.from_field(renderer, triplanes.expand(2, -1, -1, -1, -1))
+
+
+@pytest.mark.parametrize("marching", ["mira", "eg3d", "normalized_midpoint"])
+def test_rays_missing_the_occupied_cells_get_the_background_they_would_composite(marching):
+    """Skipping renders only the rays that meet the occupied cells' bounding box; every pixel equals the
+    render of all rays with the same grid (the culled rays composite nothing), for each ray marcher."""
+    overrides = {"ray_marching": marching}
+    if marching == "normalized_midpoint":
+        overrides["importance_samples_per_ray"] = 0
+    renderer, triplanes, _ = sphere_renderer(center=(0.2, -0.1, 0.05), radius=0.3, threshold=5.0, steepness=200.0,
+                                             overrides=overrides)
+    grid = OccupancyGrid.from_field(renderer, triplanes, resolution=32)
+    low, high = grid.bounds()
+    assert bool((low > -1).all() and (high < 1).all())  # a small ball: most rays are culled
+    c2w = orbit_cameras(2, 20.0, 2.4)[None]
+    background = torch.tensor([[0.2, 0.5, 0.9]])
+    with torch.no_grad():
+        culled = renderer.render_images(triplanes, c2w, INTRINSICS.expand(1, 2, 4), 24, 24, background, occupancy=grid)
+        uv = pixel_centers(24, 24).expand(2, -1, -1)
+        origins, directions = rays_from_pixels(c2w[0], INTRINSICS[0].expand(2, 4), uv, 24, 24)
+        every_ray = renderer._render_rays(triplanes, origins.reshape(1, -1, 3), directions.reshape(1, -1, 3),
+                                          background[:, None], grid)
+    for key in ("rgb", "depth", "opacity"):
+        expected = every_ray[key].reshape(1, 2, 24, 24, -1).permute(0, 1, 4, 2, 3)
+        torch.testing.assert_close(culled[key], expected, rtol=0, atol=1e-6)
+    assert (culled["opacity"] == 0).float().mean() > 0.3
+
+
+def test_an_empty_grid_renders_the_background():
+    renderer, triplanes, _ = sphere_renderer(center=(0.0, 0.0, 0.0), radius=0.3, threshold=5.0)
+    empty = OccupancyGrid(torch.zeros(8, 8, 8, dtype=torch.bool), renderer.box_min, renderer.box_max)
+    assert empty.bounds() is None
+    with torch.no_grad():
+        out = renderer.render_images(triplanes, orbit_cameras(1, 0.0, 2.4)[None], INTRINSICS, 8, 8, occupancy=empty)
+    torch.testing.assert_close(out["rgb"], renderer.background.view(1, 1, 3, 1, 1).expand(1, 1, 3, 8, 8))
+    assert bool((out["opacity"] == 0).all() and (out["depth"] == 0).all())

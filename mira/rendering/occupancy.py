@@ -89,6 +89,19 @@ class OccupancyGrid:
             occupied = F.max_pool3d(occupied.float()[None, None], size, stride=1, padding=dilation)[0, 0] > 0
         return cls(occupied=occupied, box_min=box_min, box_max=box_max)
 
+    def bounds(self) -> tuple[Tensor, Tensor] | None:
+        """World corners (3,), (3,) of the smallest box holding every occupied cell, grown by a
+        thousandth of the grid box on each side (so that a sample on its face is inside); None when no
+        cell is occupied. A ray that misses this box has no sample in an occupied cell."""
+        occupied = self.occupied.nonzero()
+        if len(occupied) == 0:
+            return None
+        cell = (self.box_max - self.box_min) / self.resolution
+        margin = 1e-3 * (self.box_max - self.box_min)
+        low = self.box_min + occupied.amin(dim=0).to(cell.dtype) * cell - margin
+        high = self.box_min + (occupied.amax(dim=0) + 1).to(cell.dtype) * cell + margin
+        return low, high
+
     def contains(self, points: Tensor) -> Tensor:
         """Whether world points (..., 3) fall in occupied cells: (...) bool (False outside the box)."""
         extent = (self.box_max - self.box_min).to(points.dtype)
