@@ -78,7 +78,7 @@ def test_shipped_model_frames_from_the_baked_field_match_the_exact_ones():
 
 
 def test_bake_resolution_defaults_and_validation():
-    assert CPU_DEFAULTS["video_bake_resolution"] == 96 and GPU_DEFAULTS["video_bake_resolution"] == 0
+    assert CPU_DEFAULTS["video_bake_resolution"] == 96 and GPU_DEFAULTS["video_bake_resolution"] == 256
     with pytest.raises(InferenceError, match="video_bake_resolution"):
         InferenceSettings(checkpoint_path="c", inputs=["x"], output_path="o", video_bake_resolution=4).validate()
     InferenceSettings(checkpoint_path="c", inputs=["x"], output_path="o", video_bake_resolution=0).validate()

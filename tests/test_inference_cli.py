@@ -278,3 +278,31 @@ def test_script_exit_code_and_message(tmp_path, tiny_checkpoint):
     assert completed.returncode == 1
     assert "nope.png: input file not found" in completed.stderr and "Traceback" not in completed.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_compiled_reconstruction_gives_the_model_triplanes(tiny_checkpoint, object_png, monkeypatch):
+    """``--compile``: the pipeline reconstructs through mira.inference.compiled (torch.compile; here its
+    eager backend, which checks the wiring in seconds), float32 triplanes equal to the model's; with bf16
+    weights the encoder and decoder are cast and the renderer is not."""
+    from mira.inference import compiled
+
+    original = compiled.compile_reconstruction
+    monkeypatch.setattr("mira.inference.pipeline.compile_reconstruction",
+                        lambda model, dtype: original(model, dtype, backend="eager"))
+    settings = InferenceSettings(checkpoint_path=str(tiny_checkpoint), inputs=[str(object_png)], output_path="unused",
+                                 device="cpu", compile=True, progress=False)
+    pipeline = InferencePipeline(settings)
+    pipeline.load()
+    prepared = pipeline.prepare_image(load_image(str(object_png)), "chair")
+    triplanes = pipeline.reconstruct(prepared)
+    expected = _triplanes(load_model(str(tiny_checkpoint)), object_png)
+    assert triplanes.dtype == torch.float32
+    torch.testing.assert_close(triplanes, expected)
+
+    model = load_model(str(tiny_checkpoint))
+    reconstruct = original(model, torch.bfloat16, backend="eager")
+    assert next(model.decoder.parameters()).dtype == torch.bfloat16
+    assert next(model.renderer.parameters()).dtype == torch.float32
+    in_bf16 = reconstruct(prepared.image[None], prepared.c2w[None], prepared.intrinsics[None])
+    assert in_bf16.dtype == torch.float32
+    assert float((in_bf16 - expected).norm() / expected.norm()) < 0.05

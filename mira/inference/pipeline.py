@@ -32,11 +32,20 @@ from tqdm.auto import tqdm
 import mira
 from mira.atomic import atomic_output, save_image_atomic, write_json_atomic
 from mira.devices import resolve_device
-from mira.export.mesh import FORMAT_FRAMES, REMESH_MODES, MeshExtractionError, extract_mesh, mesh_companion_files, save_mesh
+from mira.export.mesh import (
+    FORMAT_FRAMES,
+    REMESH_MODES,
+    MeshExtractionError,
+    extract_mesh,
+    is_watertight,
+    mesh_companion_files,
+    save_mesh,
+)
 from mira.export.texture import DEFAULT_TEXTURE_SIZE, TextureBakeError, texture_mesh
 from mira.export.video import render_orbit_frames, write_video
 from mira.inference.checkpoint import load_model
 from mira.progress import bar_disabled
+from mira.inference.compiled import compile_reconstruction
 from mira.rendering.baked_field import DEFAULT_BAKE_RESOLUTION, BakedField, renderer_with_baked_field
 from mira.rendering.occupancy import OccupancyGrid
 from mira.inference.errors import InferenceError, InputError
@@ -93,10 +102,11 @@ class InferenceSettings:
     fps: float = 30.0
     skip_empty_space: bool = True  # video: evaluate the field only in occupied cells (mira.rendering.occupancy)
     # video: render from the field baked on an N^3 grid (mira.rendering.baked_field); 0: the exact field;
-    # None: 96 on the CPU, 0 on a GPU
+    # None: 96 on the CPU, 256 on a GPU
     video_bake_resolution: int | None = None
     device: str = "auto"
     precision: str = "fp32"
+    compile: bool = False  # torch.compile + CUDA graphs for image -> triplane (mira.inference.compiled)
     seed: int = 42
     no_rembg: bool = False
     foreground_ratio: float | None = None  # None: the model's data.source_foreground_ratio
@@ -148,8 +158,15 @@ class InferenceSettings:
 
 
 # Output sizes when not given: a GPU renders the full ones in a second; a CPU the small ones in seconds.
-GPU_DEFAULTS = {"mesh_resolution": 256, "num_frames": 120, "render_size": 256, "video_bake_resolution": 0}
+GPU_DEFAULTS = {"mesh_resolution": 256, "num_frames": 120, "render_size": 256, "video_bake_resolution": 256}
 CPU_DEFAULTS = {"mesh_resolution": 128, "num_frames": 60, "render_size": 128, "video_bake_resolution": DEFAULT_BAKE_RESOLUTION}
+
+
+# A GPU video from a baked field (each sample costs a trilinear lookup, not the MLP): rays per renderer
+# chunk, and rays per render call (16 frames of 256^2; skipping then renders only the rays that meet the
+# occupied cells, in chunks). Fewer, larger launches: the per-frame work is small (docs/BENCHMARKS.md).
+BAKED_VIDEO_RAYS_PER_CHUNK_CUDA = 262_144
+BAKED_VIDEO_RAYS_PER_CALL_CUDA = 1_048_576
 
 
 def fill_device_defaults(settings: InferenceSettings, device: torch.device) -> InferenceSettings:
@@ -264,6 +281,7 @@ class InferencePipeline:
         self._mesh_resolution_given = settings.mesh_resolution is not None
         self.load_seconds = 0.0
         self.model = None
+        self._compiled_reconstruct = None
         self._remover: BackgroundRemover | None = None
         self._text_to_image: TextToImage | None = None
 
@@ -275,6 +293,10 @@ class InferencePipeline:
             with timer.stage("load_model"):
                 self.model = load_model(self.settings.checkpoint_path, self.settings.config_path, self.device)
             self.load_seconds = timer.seconds["load_model"]
+            if self.settings.compile:
+                on_cuda = self.device.type == "cuda"
+                self._compiled_reconstruct = compile_reconstruction(
+                    self.model, PRECISIONS[self.settings.precision] if on_cuda else None)
             grid = checkpoint_mesh_resolution(self._mesh_resolution_given, self.model.config, self.device)
             if grid is not None:
                 self.settings = dataclasses.replace(self.settings, mesh_resolution=grid)
@@ -378,6 +400,9 @@ class InferencePipeline:
     @torch.inference_mode()
     def reconstruct(self, prepared: PreprocessedImage) -> torch.Tensor:
         """The model's triplanes (1, 3, C, R, R) for one preprocessed image (its canonical camera)."""
+        if self._compiled_reconstruct is not None:
+            return self._compiled_reconstruct(prepared.image[None].to(self.device), prepared.c2w[None].to(self.device),
+                                              prepared.intrinsics[None].to(self.device))
         with self._autocast():
             triplanes = self.model.forward_triplanes(
                 prepared.image[None].to(self.device), prepared.c2w[None].to(self.device),
@@ -396,7 +421,7 @@ class InferencePipeline:
                 progress=s.progress,
             )
             report: dict[str, Any] = {"vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)),
-                                      "watertight": bool(mesh.is_watertight)}  # before seams are cut for UVs
+                                      "watertight": is_watertight(mesh.faces, self.device)}  # before seams are cut for UVs
             if s.texture:
                 mesh, baked = texture_mesh(mesh, self.model.renderer, triplanes, s.texture_size)
                 report["texture"] = {"size": s.texture_size, "color_space": "sRGB",
@@ -424,13 +449,17 @@ class InferencePipeline:
         with self._autocast():
             occupancy = OccupancyGrid.from_field(self.model.renderer, triplanes) if s.skip_empty_space else None
             renderer = self.model.renderer
+            views_per_chunk = 4
             if s.video_bake_resolution:
                 baked = BakedField.from_renderer(renderer, triplanes, s.video_bake_resolution, occupancy)
                 renderer = renderer_with_baked_field(renderer, baked)
+                if self.device.type == "cuda":  # lookups instead of the MLP: far more rays fit at once
+                    renderer.ray_chunk_size = BAKED_VIDEO_RAYS_PER_CHUNK_CUDA
+                    views_per_chunk = max(1, BAKED_VIDEO_RAYS_PER_CALL_CUDA // s.render_size**2)
             frames = render_orbit_frames(
                 renderer, triplanes, s.num_frames, s.render_size, s.elevation, distance, intrinsics,
                 start_azimuth_deg=self.config.data.source_camera_azimuth_deg,  # the input view first
-                progress=s.progress, occupancy=occupancy,
+                views_per_chunk=views_per_chunk, progress=s.progress, occupancy=occupancy,
             )
         return frames, {"frames": s.num_frames, "width": s.render_size, "height": s.render_size,
                         "fps": s.fps, "elevation_deg": s.elevation, "distance": distance,
