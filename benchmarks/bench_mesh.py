@@ -114,6 +114,17 @@ def same_mesh(reference: tuple[np.ndarray, np.ndarray], mesh: tuple[np.ndarray, 
     return "same" if difference is None else f"differs: {difference}"
 
 
+def profile_default_path(renderer, triplanes: torch.Tensor, resolution: int, threshold: float, rows: int = 30) -> None:
+    """Print the top operators of one default mesh extraction (device time on a GPU, else CPU time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = triplanes.device.type == "cuda"
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        mesh_path(renderer, triplanes, resolution, threshold, grid="coarse-to-fine", method="torch")
+    print(f"profile of the default path at {resolution}^3:")
+    print(prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=rows))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
@@ -123,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only_default", action="store_true",
                         help="time extract_mesh's default path only (e.g. 512^3 on the CPU, where the dense ones take minutes)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print the top operators (torch.profiler, device time) of the default path")
     parser.add_argument("--quick", action="store_true", help="48^3, one repeat (checks the script)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -171,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             sparse = coarse_to_fine_density_grid(density_function(renderer, triplanes), resolution, lo, hi, threshold)
         print(f"|  | coarse-to-fine at {resolution}^3 evaluated {sparse.evaluated_fraction:.1%} of the grid points "
               f"({sparse.rounds} rounds) |")
+        if args.profile:
+            profile_default_path(renderer, triplanes, resolution, threshold)
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f}")
     return 0
 

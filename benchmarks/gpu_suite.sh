@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/BENCHMARKS.md in one go, on a lent machine with the repo checked out.
-#   bash benchmarks/gpu_suite.sh inference OUTDIR           # bench_inference fp32 + bf16, CUDA tests
+#   bash benchmarks/gpu_suite.sh inference OUTDIR           # bench_inference fp32 + bf16, bench_reconstruct, CUDA tests
 #   bash benchmarks/gpu_suite.sh reference OUTDIR REF_DIR   # MIRA as OpenLRM-base / TripoSR beside the upstream
 #                                                           # pipelines (REF_DIR: a copy of shared/reference)
 #   bash benchmarks/gpu_suite.sh mesh OUTDIR                # bench_mesh on the shipped model, 256^3 and 512^3,
@@ -28,6 +28,7 @@ case "$part" in
   inference)
     python3 benchmarks/bench_inference.py --device cuda --repeats 3 --warmup 1 --json "$out/inference_fp32.json" 2>&1 | tee "$out/inference_fp32.log"
     python3 benchmarks/bench_inference.py --device cuda --precision bf16 --repeats 3 --warmup 1 --json "$out/inference_bf16.json" 2>&1 | tee "$out/inference_bf16.log"
+    python3 benchmarks/bench_reconstruct.py --device cuda --profile 2>&1 | tee "$out/reconstruct.log"
     python3 -m pytest -q -p no:cacheprovider tests -k cuda 2>&1 | tail -5 | tee "$out/cuda_tests.log"
     ;;
   reference)
@@ -41,8 +42,8 @@ case "$part" in
       --reference_dir "$ref" --repeats 1 --warmup 1 --json "$out/reference.json" 2>&1 | tee "$out/reference.log"
     ;;
   mesh)
-    python3 benchmarks/bench_mesh.py --device cuda --resolutions 256 512 --repeats 2 2>&1 | tee "$out/mesh.log"
-    python3 benchmarks/bench_quickstart.py --device cuda --repeats 3 2>&1 | tee "$out/quickstart.log"
+    python3 benchmarks/bench_mesh.py --device cuda --resolutions 256 512 --repeats 3 --profile 2>&1 | tee "$out/mesh.log"
+    python3 benchmarks/bench_quickstart.py --device cuda --repeats 3 --profile 2>&1 | tee "$out/quickstart.log"
     ;;
   train)
     python3 benchmarks/bench_triplane.py --device cuda 2>&1 | tee "$out/triplane.log"

@@ -1,0 +1,160 @@
+"""Image -> triplane (encoder + decoder, batch 1) in the ways it can run, and where its time goes.
+
+Random weights of ``--config`` (default ``configs/mira-base.json``; the DINOv2-base architecture built from a
+``Dinov2Config``, nothing downloaded). Variants, each timed ``--repeats`` times after warm-up with CUDA events:
+
+* ``fp32``: float32 weights, no autocast (test.py ``--precision fp32``);
+* ``autocast bf16``: float32 weights under ``torch.autocast`` (test.py ``--precision bf16``);
+* ``bf16 weights``: the model cast to bfloat16 (no per-op casts of the weights);
+* ``bf16 weights + compile``: and ``torch.compile`` of the whole ``forward_triplanes``;
+* ``bf16 weights + compile + CUDA graphs``: ``torch.compile(mode="reduce-overhead")``;
+* ``test.py --compile --precision bf16``: the same through :func:`mira.inference.compiled.compile_reconstruction`
+  (encoder and decoder in bf16, renderer in fp32), as the pipeline runs it.
+
+Each variant's triplanes are compared with fp32's (relative error). ``--profile`` prints the top operators of
+one ``autocast bf16`` call (``torch.profiler``, device time), to say whether the time is kernels or launches.
+
+    python benchmarks/bench_reconstruct.py --device cuda --profile
+    python benchmarks/bench_reconstruct.py --quick          # tiny config on the CPU (checks the script)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from mira.cameras import canonical_source_c2w  # noqa: E402
+from mira.config import load_config  # noqa: E402
+from mira.inference.compiled import compile_reconstruction  # noqa: E402
+from mira.models import MIRA  # noqa: E402
+
+DINOV2_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, mlp_ratio=4, patch_size=14,
+                   image_size=518, layerscale_value=1.0, use_swiglu_ffn=False)
+
+
+def build_model(config_path: str, device: torch.device) -> tuple[MIRA, tuple[torch.Tensor, ...]]:
+    """The model (eval, float32, random weights) and one input: images (1, 3, S, S), c2w (1, 4, 4), intrinsics (1, 4)."""
+    cfg = load_config(config_path)
+    if cfg.model.encoder_config is None:
+        from transformers import Dinov2Config
+
+        from mira.models.encoder import dinov2_config_dict
+
+        cfg.model.encoder_config = dinov2_config_dict(Dinov2Config(**DINOV2_BASE))
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = MIRA(cfg).eval()
+    size = cfg.model.source_size
+    focal = cfg.data.source_model_focal or cfg.data.focal_length
+    c2w = canonical_source_c2w(torch.tensor([cfg.data.source_distance_per_focal * focal], device=device),
+                               cfg.data.source_camera_azimuth_deg)
+    intrinsics = torch.tensor([[focal, focal, 0.5, 0.5]], device=device)
+    return model, (torch.rand(1, 3, size, size, device=device), c2w, intrinsics)
+
+
+def time_call(function: Callable[[], torch.Tensor], device: torch.device, repeats: int, warmup: int) -> float:
+    """Median seconds of ``function`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        function()
+    seconds = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        function()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+def variants(model: MIRA, inputs: tuple[torch.Tensor, ...], device: torch.device, quick: bool) -> dict[str, Callable]:
+    """name -> a no-argument call returning the triplanes (float32)."""
+    images, c2w, intrinsics = inputs
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    bf16 = copy.deepcopy(model).to(torch.bfloat16)
+    bf16_images = images.to(torch.bfloat16)
+
+    def plain(net, image, context=nullcontext):
+        def call():
+            with torch.inference_mode(), context():
+                return net.forward_triplanes(image, c2w, intrinsics).float()
+        return call
+
+    calls = {"fp32": plain(model, images), "autocast bf16": plain(model, images, lambda: autocast),
+             "bf16 weights": plain(bf16, bf16_images)}
+    if not quick:
+        compiled = torch.compile(bf16.forward_triplanes)
+        graphed = torch.compile(bf16.forward_triplanes, mode="reduce-overhead")
+        calls["bf16 weights + compile"] = lambda: _inference(compiled, bf16_images, c2w, intrinsics)
+        calls["bf16 weights + compile + CUDA graphs"] = lambda: _inference(graphed, bf16_images, c2w, intrinsics)
+        if device.type == "cuda":  # what test.py --compile --precision bf16 runs
+            pipeline_call = compile_reconstruction(copy.deepcopy(model), torch.bfloat16)
+            calls["test.py --compile --precision bf16"] = lambda: pipeline_call(images, c2w, intrinsics)
+    return calls
+
+
+def _inference(function, images, c2w, intrinsics) -> torch.Tensor:
+    with torch.inference_mode():
+        return function(images, c2w, intrinsics).float().clone()
+
+
+def profile(call: Callable, device: torch.device, rows: int = 25) -> None:
+    """Print the top operators of one call by device (or CPU) time."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch_profile(activities=activities) as prof:
+        call()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=rows), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--config", default=str(REPO_ROOT / "configs" / "mira-base.json"))
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="print the top operators of one autocast call")
+    parser.add_argument("--quick", action="store_true", help="tiny config on the CPU, no compile (checks the script)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.device, args.config, args.repeats, args.warmup = "cpu", str(REPO_ROOT / "configs" / "tiny.json"), 2, 1
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    model, inputs = build_model(args.config, device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"image -> triplane, {args.config}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, "
+          f"{name}, torch {torch.__version__}", flush=True)
+    calls = variants(model, inputs, device, args.quick)
+    reference = calls["fp32"]()
+    print("| variant | ms (median) | relative error vs fp32 |\n|---|---:|---:|")
+    for label, call in calls.items():
+        try:
+            seconds = time_call(call, device, args.repeats, args.warmup)
+            error = float((call() - reference).norm() / reference.norm())
+            print(f"| {label} | {seconds * 1e3:.2f} | {error:.2e} |", flush=True)
+        except Exception as exc:  # a compile failure must not hide the other rows
+            print(f"| {label} | failed: {type(exc).__name__}: {str(exc)[:200]} | |", flush=True)
+    if args.profile:
+        profile(calls["autocast bf16"], device)
+        profile(calls["bf16 weights"], device)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
