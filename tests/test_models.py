@@ -451,3 +451,25 @@ def test_frozen_position_cache_recomputes_only_when_the_table_changes() -> None:
     assert out.requires_grad and len(calls) == 4
     cache(tokens, 42, 28)
     assert len(calls) == 5
+
+
+def test_compiled_code_never_fills_the_frozen_caches() -> None:
+    """Under torch.compile (test.py --compile) the position-embedding resize and the projective bias's patch
+    grid are traced into the graph, not cached: a tensor cached from a CUDA-graph replay is overwritten by the
+    next replay (it failed so on an H100 before, benchmarks/bench_reconstruct.py)."""
+    from mira.models.encoder import FrozenPositionCache
+    from mira.models.projective_bias import ProjectiveAttentionBias, patch_centres
+    from mira.rendering.triplane import PLANE_AXES_BY_NAME
+
+    embeddings = torch.nn.Module()
+    embeddings.position_embeddings = torch.nn.Parameter(torch.randn(1, 5, 4), requires_grad=False)
+    cache = FrozenPositionCache(lambda tokens, height, width: embeddings.position_embeddings * 2.0, embeddings)
+    projection = ProjectiveAttentionBias(4, next(iter(PLANE_AXES_BY_NAME.values())), (-1.0,) * 3, (1.0,) * 3, 14)
+
+    @torch.compile(backend="eager", fullgraph=True)
+    def traced(tokens: torch.Tensor) -> torch.Tensor:
+        return cache(tokens, 28, 28).sum() + projection.patch_grid(28, 28, tokens.device).sum()
+
+    expected = embeddings.position_embeddings.sum() * 2.0 + patch_centres(28, 28, 14).sum() / 14
+    torch.testing.assert_close(traced(torch.zeros(2, 5, 4)), expected)
+    assert cache.key is None and cache.value is None and projection._centres == {}

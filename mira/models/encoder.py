@@ -190,7 +190,9 @@ class FrozenPositionCache:
     def __call__(self, tokens: Tensor, height: int, width: int) -> Tensor:
         """(B, 1 + h * w, D) tokens, input ``height`` x ``width`` -> (1, 1 + h * w, D) position embeddings."""
         table = self.embeddings.position_embeddings
-        if table.requires_grad and torch.is_grad_enabled():
+        # compiled code (test.py --compile) gets the resize traced into its graph: a tensor cached from a
+        # CUDA-graph replay would be overwritten by the next replay
+        if (table.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling():
             return self.interpolate(tokens, height, width)
         key = (height, width, tokens.shape[1], tokens.dtype, tokens.device, table.data_ptr(), table._version,
                torch.is_autocast_enabled(tokens.device.type))

@@ -123,6 +123,8 @@ class ProjectiveAttentionBias(nn.Module):
     def patch_grid(self, height: int, width: int, device: torch.device) -> Tensor:
         """(rows * cols, 2) patch centres in patch widths for an H x W image, made once per size and device."""
         key = (height, width, device)
+        if torch.compiler.is_compiling():  # traced into the graph, never cached from inside one
+            return patch_centres(height, width, self.patch_size).to(device) / self.patch_size
         if key not in self._centres:
             self._centres[key] = patch_centres(height, width, self.patch_size).to(device) / self.patch_size
         return self._centres[key]
