@@ -221,3 +221,37 @@ def test_is_watertight_agrees_with_trimesh():
         assert is_watertight(mesh.faces) == mesh.is_watertight
     assert is_watertight(np.zeros((0, 3), dtype=np.int64)) is False
     assert is_watertight(sphere.faces) and not is_watertight(holed.faces)
+
+
+def test_fields_are_one_interface_and_a_stand_in_without_a_box_is_refused():
+    """Mesh extraction asks a field for box_min, box_max and query (mira.rendering.field.QueryableField): the
+    renderer and the tests' analytic field are such fields; anything else gets an error naming the fix."""
+    from mira.export.mesh import renderer_box
+    from mira.rendering import TriplaneRenderer
+    from mira.rendering.field import QueryableField
+
+    from mira.config import load_config
+    from helpers_inference import TINY_CONFIG
+
+    renderer = TriplaneRenderer(load_config(TINY_CONFIG).renderer, triplane_dim=4)
+    analytic = AnalyticField(lambda p: p[:, 0] * 0, position_color, box_min=(-0.5, -1, -2), box_max=(0.5, 1, 2))
+    assert isinstance(renderer, QueryableField) and isinstance(analytic, QueryableField)
+    np.testing.assert_array_equal(np.stack(renderer_box(analytic)), [[-0.5, -1, -2], [0.5, 1, 2]])
+
+    class BoxInConfig:  # the old probing also looked into .config / .cfg: no longer
+        config = analytic
+        def query(self, triplanes, points):
+            return analytic.query(triplanes, points)
+
+    with pytest.raises(TypeError, match="box_min= and box_max= to extract_mesh"):
+        renderer_box(BoxInConfig())
+    # with the box given, extract_mesh needs only query(): a slab field x > 0 meshes
+    slab = AnalyticField(lambda p: 10.0 * (p[:, 0] > 0).double(), position_color)
+
+    class SlabWithoutBox:
+        def query(self, triplanes, points):
+            return slab.query(triplanes, points)
+
+    mesh = extract_mesh(SlabWithoutBox(), DUMMY_TRIPLANE, resolution=8, density_threshold=5.0, box_min=[-1] * 3,
+                        box_max=[1] * 3)
+    assert len(mesh.faces) > 0 and mesh.is_watertight

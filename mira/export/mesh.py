@@ -38,6 +38,7 @@ from torch import Tensor
 from mira.atomic import atomic_output, write_bytes_atomic, write_text_atomic
 from mira.export.gltf import glb_bytes
 from mira.rendering.chunking import chunked
+from mira.rendering.field import QueryableField
 from mira.rendering.density_grid import (
     DensityFunction,
     coarse_to_fine_density_grid,
@@ -80,18 +81,15 @@ class MeshExtractionError(RuntimeError):
 
 
 # ---------------------------------------------------------------------- grid geometry
-def renderer_box(renderer: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The (3,) ``box_min`` and ``box_max`` the renderer's triplane spans (world units)."""
-    for owner in (renderer, getattr(renderer, "config", None), getattr(renderer, "cfg", None)):
-        if owner is not None and hasattr(owner, "box_min") and hasattr(owner, "box_max"):
-            box_min, box_max = owner.box_min, owner.box_max
-            as_array = lambda value: np.asarray(  # noqa: E731
-                value.detach().cpu().numpy() if isinstance(value, Tensor) else value, dtype=np.float64
-            )
-            return as_array(box_min), as_array(box_max)
-    raise AttributeError(
-        f"{type(renderer).__name__} exposes no box_min/box_max; pass box_min= and box_max= to extract_mesh"
-    )
+def renderer_box(renderer: QueryableField) -> tuple[np.ndarray, np.ndarray]:
+    """The (3,) ``box_min`` and ``box_max`` the field spans (world units), as float64 arrays."""
+    if not isinstance(renderer, QueryableField):
+        raise TypeError(
+            f"{type(renderer).__name__} is not a queryable field (mira.rendering.field.QueryableField: box_min, "
+            "box_max and query(triplanes, points)); pass a TriplaneRenderer, or box_min= and box_max= to extract_mesh"
+        )
+    return tuple(np.asarray(value.detach().cpu().numpy() if isinstance(value, Tensor) else value, dtype=np.float64)
+                 for value in (renderer.box_min, renderer.box_max))
 
 
 def grid_spacing(resolution: int, box_min: np.ndarray, box_max: np.ndarray) -> np.ndarray:
@@ -110,14 +108,14 @@ def grid_index_to_world(indices: np.ndarray, resolution: int, box_min: np.ndarra
 
 
 # ---------------------------------------------------------------------- field queries
-def density_function(renderer: Any, triplanes: Tensor) -> DensityFunction:
+def density_function(renderer: QueryableField, triplanes: Tensor) -> DensityFunction:
     """The density field of one triplane (1, 3, C, R, R): world points (P, 3) -> (P,) float32."""
     return lambda points: renderer.query(triplanes, points[None])["density"][0, :, 0].float()
 
 
 @torch.no_grad()
 def query_density_grid(
-    renderer: Any,
+    renderer: QueryableField,
     triplanes: Tensor,
     resolution: int,
     box_min: np.ndarray,
@@ -140,7 +138,7 @@ def query_density_grid(
 
 @torch.no_grad()
 def density_grid(
-    renderer: Any,
+    renderer: QueryableField,
     triplanes: Tensor,
     resolution: int,
     box_min: np.ndarray,
@@ -169,7 +167,7 @@ def density_grid(
 
 @torch.no_grad()
 def query_vertex_colors(
-    renderer: Any, triplanes: Tensor, vertices: np.ndarray, chunk_size: int = DEFAULT_QUERY_CHUNK_SIZE
+    renderer: QueryableField, triplanes: Tensor, vertices: np.ndarray, chunk_size: int = DEFAULT_QUERY_CHUNK_SIZE
 ) -> np.ndarray:
     """Colour field at world points (V, 3) -> RGBA uint8 (V, 4) (alpha 255)."""
     colors = np.empty((len(vertices), 4), dtype=np.uint8)
@@ -476,7 +474,7 @@ def surface_density_threshold(renderer: Any) -> float:
 
 
 def extract_mesh(
-    renderer: Any,
+    renderer: QueryableField,
     triplanes: Tensor,
     resolution: int = 256,
     density_threshold: float | None = None,

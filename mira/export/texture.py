@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from mira.rendering.chunking import chunked
+from mira.rendering.field import QueryableField
 
 if TYPE_CHECKING:
     import trimesh
@@ -257,7 +258,7 @@ def dilate_texture(image: np.ndarray, covered: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def query_colors(renderer: Any, triplanes: Tensor, points: np.ndarray, chunk_size: int = BAKE_QUERY_CHUNK) -> np.ndarray:
+def query_colors(renderer: QueryableField, triplanes: Tensor, points: np.ndarray, chunk_size: int = BAKE_QUERY_CHUNK) -> np.ndarray:
     """Colour field at world points (P, 3) -> (P, 3) float32 in [0, 1] (sRGB-encoded)."""
     points = torch.as_tensor(points, dtype=torch.float32, device=triplanes.device)
     rgb = chunked(lambda part: renderer.query(triplanes, part[None])["rgb"][0].float(), points, chunk_size=chunk_size)
@@ -265,7 +266,7 @@ def query_colors(renderer: Any, triplanes: Tensor, points: np.ndarray, chunk_siz
 
 
 def bake_texture(
-    renderer: Any, triplanes: Tensor, uv_mesh: UVMesh, texture_size: int = DEFAULT_TEXTURE_SIZE,
+    renderer: QueryableField, triplanes: Tensor, uv_mesh: UVMesh, texture_size: int = DEFAULT_TEXTURE_SIZE,
     chunk_size: int = BAKE_QUERY_CHUNK,
 ) -> BakedTexture:
     """Bake the colour field into a texture over ``uv_mesh``'s layout.
@@ -303,7 +304,7 @@ def bake_texture(
 
 
 def texture_mesh(
-    mesh: "trimesh.Trimesh", renderer: Any, triplanes: Tensor, texture_size: int = DEFAULT_TEXTURE_SIZE,
+    mesh: "trimesh.Trimesh", renderer: QueryableField, triplanes: Tensor, texture_size: int = DEFAULT_TEXTURE_SIZE,
     chunk_size: int = BAKE_QUERY_CHUNK,
 ) -> tuple["trimesh.Trimesh", BakedTexture]:
     """UV-unwrap ``mesh`` and bake the colour field into a base-colour texture.

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+@runtime_checkable
+class QueryableField(Protocol):
+    """What mesh extraction, occupancy grids, field baking, texture baking and evaluation ask of a radiance
+    field: the box it lives in and its values at world points. :class:`mira.rendering.TriplaneRenderer` is
+    one; the tests' analytic fields are others.
+
+    Attributes:
+        box_min, box_max: (3,) the world box (tensors or sequences).
+    """
+
+    box_min: Tensor
+    box_max: Tensor
+
+    def query(self, triplanes: Tensor, points: Tensor) -> dict[str, Tensor]:
+        """triplanes (B, 3, C, R, R), world points (B, P, 3) -> {"density": (B, P, 1) >= 0, "rgb": (B, P, 3)}."""
+        ...
 
 
 # E[silu(x)^2] for x ~ N(0, 1) is 0.355: this gain keeps a unit signal's scale through each SiLU layer.
