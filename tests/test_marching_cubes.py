@@ -387,3 +387,26 @@ def test_coarse_seeding_leaves_the_voxel_fill_a_few_steps(monkeypatch):
     fine_shape = max(checks, key=lambda shape: np.prod(shape))
     assert torch.equal(plain, seeded) and plain.any()
     assert plain_checks >= 4 and checks.count(fine_shape) == 1
+
+
+def test_world_mesh_from_torch_keeps_numpys_transform_and_winds_outward(monkeypatch):
+    """marching_cubes_world(method="torch") does the grid-to-world transform, clipping and winding check on the
+    grid's device: the same float64 vertices as numpy's grid_index_to_world + clip, outward faces, and a mesh
+    that came out inward-wound is flipped."""
+    from mira.export import mesh as mesh_module
+    from mira.export.mesh import grid_index_to_world
+
+    x, y, z = axis_grid((33, 33, 33))
+    grid = torch.from_numpy(np.clip(1.0 - (x**2 + 1.5 * y**2 + z**2) / 0.5, 0.0, None) * 5.0)
+    box_min, box_max = np.array([-0.5, -1.0, -2.0]), np.array([1.5, 1.0, 0.0])
+    raw_vertices, raw_faces = marching_cubes(torch.nn.functional.pad(grid, (1,) * 6), 2.0)
+    expected = np.clip(grid_index_to_world(raw_vertices.numpy() - 1.0, 33, box_min, box_max), box_min, box_max)
+    vertices, faces = marching_cubes_world(grid, 2.0, box_min, box_max, method="torch")
+    np.testing.assert_array_equal(vertices, expected)
+    np.testing.assert_array_equal(faces, raw_faces.numpy())
+    assert mesh_module._signed_volume(vertices, faces) > 0
+
+    inward = lambda volume, level: (lambda v, f: (v, f.flip(1)))(*marching_cubes(volume, level))  # noqa: E731
+    monkeypatch.setattr(mesh_module, "torch_marching_cubes", inward)
+    _, flipped_back = marching_cubes_world(grid, 2.0, box_min, box_max, method="torch")
+    np.testing.assert_array_equal(flipped_back, raw_faces.numpy())
