@@ -88,8 +88,13 @@ def test_image_mode_writes_mesh_video_and_result(tmp_path, tiny_checkpoint, obje
     assert result["mesh"]["vertices"] == len(mesh.vertices) and result["mesh"]["faces"] == len(mesh.faces)
     assert result["video"] == {"file": "video.mp4", "frames": 5, "width": 24, "height": 24, "fps": 12.0,
                                "elevation_deg": 10.0, "distance": 2.4, "occupied_fraction": result["video"]["occupied_fraction"],
-                               "baked_field_resolution": 96}  # the CPU's default (mira.rendering.baked_field)
+                               "baked_field_resolution": 96,  # the CPU's default (mira.rendering.baked_field)
+                               "render_seconds": result["video"]["render_seconds"],
+                               "write_seconds": result["video"]["write_seconds"]}
     assert 0.0 < result["video"]["occupied_fraction"] <= 1.0
+    video = result["video"]
+    assert video["render_seconds"] > 0 and video["write_seconds"] > 0
+    assert video["render_seconds"] + video["write_seconds"] <= result["timings_s"]["video"] + 1e-3
     assert result["settings"]["mesh_resolution"] == 24 and result["settings"]["config_path"] == "configs/tiny.json"
     assert result["preprocessing"]["mask_source"] == "alpha"
     timings = result["timings_s"]

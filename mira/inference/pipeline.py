@@ -468,10 +468,14 @@ class InferencePipeline:
 
     def export_video(self, triplanes: torch.Tensor, prepared: PreprocessedImage, output_dir: Path) -> dict[str, Any]:
         """Render (:meth:`render_video_frames`) and write the turntable video; its summary for ``result.json``."""
-        frames, summary = self.render_video_frames(triplanes, prepared)
+        timer = StageTimer(self.device)
+        with timer.stage("render"):
+            frames, summary = self.render_video_frames(triplanes, prepared)
         file_name = f"video.{self.settings.video_format}"
-        write_video(frames, output_dir / file_name, self.settings.fps)
-        return {"file": file_name, **summary}
+        with timer.stage("write"):
+            write_video(frames, output_dir / file_name, self.settings.fps)
+        return {"file": file_name, **summary, "render_seconds": timer.seconds["render"],
+                "write_seconds": timer.seconds["write"]}
 
     def write_result(
         self,
