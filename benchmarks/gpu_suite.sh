@@ -11,6 +11,11 @@
 #                                                           # (ARGS: that run's options, e.g. "--phase overfit")
 #   bash benchmarks/gpu_suite.sh curves OUTDIR              # 300-step loss curves, before/after settings x 2 seeds,
 #                                                           # one run per GPU (up to 4 at once)
+#   bash benchmarks/gpu_suite.sh continue OUTDIR MINUTES [KEY=VALUE ...]
+#                                                           # mira-demo continued on all GPUs (DDP) from the shipped
+#                                                           # weights at the learning rate its run ended with, then
+#                                                           # exported (float16, split into <= 15 MB parts) into OUTDIR
+# The machine starts bare: carry .whl (trimesh is needed to import mira.inference for the export).
 # Wheels missing from the GPU image (trimesh, PyMCubes, imageio-ffmpeg, lpips, tensorboard)
 # are installed from ./.whl when that folder exists.
 set -uo pipefail
@@ -83,7 +88,24 @@ for path in sorted(Path(sys.argv[1]).glob("curve_*.json")):
           "mean loss of the last 50:", round(sum(losses[-50:]) / len(losses[-50:]), 5))
 PY
     ;;
+  continue)
+    minutes=${3:?give the minutes of training}
+    shift 3
+    sets=(); for kv in "$@"; do sets+=(--set "$kv"); done
+    # a fresh optimiser at the full learning rate cost the shipped weights ~1 dB (docs/TRAINING.md): start low, stay low
+    python3 -m torch.distributed.run --standalone --nproc_per_node="$ngpu" train_ddp.py --config_path configs/mira-demo.json \
+      --init_from mira/weights/mira-demo "${sets[@]}" --learning_rate 1e-4 --warmup_steps 0 --min_lr_ratio 0.5 \
+      --max_steps 100000 --time_limit_minutes "$minutes" --val_every_steps 250 --checkpoint_every_steps 250 \
+      --keep_last_checkpoints 2 --log_every_steps 50 --model_save_path /tmp/mira-demo-continue 2>&1 | tee "$out/continue.log" | grep -i "validation\|error"
+    latest=$(ls /tmp/mira-demo-continue/checkpoint-*.pt | sort | tail -n 1)
+    python3 -c "import sys, torch; from mira.inference.checkpoint import load_model; \
+load_model(sys.argv[1]).save_pretrained('/tmp/mira-demo-export', dtype=torch.float16)" "$latest"
+    cp /tmp/mira-demo-export/config.json "$out/config.json"
+    split -b 15m /tmp/mira-demo-export/model.safetensors "$out/model.safetensors.part_"
+    tar czf "$out/continue_logs.tgz" -C /tmp/mira-demo-continue logs
+    ls -la "$out"  # here: cat model.safetensors.part_* > model.safetensors
+    ;;
   *)
-    echo "unknown part '$part': inference, reference, mesh, train, learning or curves" >&2; exit 2
+    echo "unknown part '$part': inference, reference, mesh, train, learning, curves or continue" >&2; exit 2
     ;;
 esac
