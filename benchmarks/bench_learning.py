@@ -40,6 +40,7 @@ from mira.devices import resolve_device  # noqa: E402
 from mira.training.logger import read_metrics  # noqa: E402
 from torch.utils.data import default_collate  # noqa: E402
 from mira.training.trainer import Trainer  # noqa: E402
+from mira.training.validation import run_validation  # noqa: E402
 
 OVERFIT_TARGET_PSNR = 30.0
 QUICK_OVERRIDES = {"render_size": 16, "supervision_k": 2, "batch_size": 2, "val_max_objects": 2,
@@ -59,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default=None, help="keep the run here (default: a temporary folder)")
     parser.add_argument("--renders", type=int, default=0,
                         help="> 0: write renders.png, these many evaluation objects (source | truth | model)")
+    parser.add_argument("--final_eval", type=int, default=0, metavar="N",
+                        help="> 0 (generalise): after training, PSNR / SSIM on N held-out objects, more than the periodic "
+                             "validation's, so that runs can be compared beyond its noise")
     parser.add_argument("--quick", action="store_true", help="tiny config, a few CPU steps (checks the script)")
     return parser.parse_args(argv)
 
@@ -123,10 +127,24 @@ def run(args: argparse.Namespace) -> dict:
         "validation": [{k: r[k] for k in ("step", "psnr", "ssim", "mse") if k in r} for r in validation],
         "training": [{k: r[k] for k in ("step", "loss", "mse", "mask", "samples_per_s") if k in r} for r in training],
     }
+    if args.final_eval > 0 and args.phase == "generalise":
+        curves["final_eval"] = final_evaluation(trainer, args.final_eval)
     (out / "curves.json").write_text(json.dumps(curves, indent=2) + "\n")
     if args.renders > 0:
         write_renders(trainer, "train" if args.phase == "overfit" else "val", args.renders, out / "renders.png")
     return curves
+
+
+@torch.no_grad()
+def final_evaluation(trainer: Trainer, count: int, batch: int = 8) -> dict:
+    """The trainer's validation (whole views, eval-mode sampling) on ``count`` held-out procedural objects (the
+    first ``count`` of the val split, the same for every run of a seed): ``{"objects", "psnr", "ssim", ...}``."""
+    dataset = ProceduralDataset(trainer.config, "val", device=trainer.device, num_objects=count)
+    batches = [default_collate(dataset.__getitems__(list(range(start, min(start + batch, count)))))
+               for start in range(0, count, batch)]
+    metrics, _ = run_validation(trainer.model, batches, None, trainer.context, trainer.autocast,
+                                trainer.config.data.render_size)
+    return {"objects": count, **metrics}
 
 
 @torch.no_grad()
@@ -165,6 +183,10 @@ def print_table(curves: dict) -> None:
         mse = train[near]["mse"] if near is not None else float("nan")
         train_psnr = -10 * math.log10(mse) if mse and mse > 0 else float("nan")
         print(f"| {record['step']} | {loss:.4f} | {train_psnr:.2f} | {record['psnr']:.2f} | {record.get('ssim', float('nan')):.3f} |")
+    if "final_eval" in curves:
+        final = curves["final_eval"]
+        print(f"final evaluation on {final['objects']} held-out objects: PSNR {final['psnr']:.2f} dB, "
+              f"SSIM {final['ssim']:.3f}")
     if curves["phase"] == "overfit" and curves["validation"]:
         best = max(r["psnr"] for r in curves["validation"])
         verdict = "PASS" if best >= OVERFIT_TARGET_PSNR else "FAIL"

@@ -62,12 +62,12 @@ case "$part" in
     shift 2
     index=0
     for run_args in "$@"; do
-      CUDA_VISIBLE_DEVICES=$((index % ngpu)) python3 benchmarks/bench_learning.py $run_args --renders 8 \
+      CUDA_VISIBLE_DEVICES=$((index % ngpu)) python3 benchmarks/bench_learning.py $run_args --renders 8 --final_eval 64 \
         --out "$out/run_$index" > "$out/run_$index.log" 2>&1 &
       index=$((index + 1))
     done
     wait
-    for log in "$out"/run_*.log; do echo "== $log"; grep -A40 "^generalise:\|^overfit:" "$log"; done
+    for log in "$out"/run_*.log; do echo "== $log"; grep -A40 "^generalise:\|^overfit:\|^final evaluation" "$log"; done
     ;;
   curves)
     runs=("--seed 0" "--seed 0 $before" "--seed 1" "--seed 1 $before")
