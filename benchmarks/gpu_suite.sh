@@ -3,8 +3,11 @@
 #   bash benchmarks/gpu_suite.sh inference OUTDIR           # bench_inference fp32 + bf16, bench_reconstruct, CUDA tests
 #   bash benchmarks/gpu_suite.sh reference OUTDIR REF_DIR   # MIRA as OpenLRM-base / TripoSR beside the upstream
 #                                                           # pipelines (REF_DIR: a copy of shared/reference)
-#   bash benchmarks/gpu_suite.sh mesh OUTDIR                # bench_mesh on the shipped model, 256^3 and 512^3,
-#                                                           # and test.py's per-image stages (bench_quickstart)
+#   bash benchmarks/gpu_suite.sh mesh OUTDIR                # issue 12 without mp4: bench_mesh on the shipped model
+#                                                           # (256^3, 512^3, profiled), bench_reconstruct, bench_ray_ops
+#   bash benchmarks/gpu_suite.sh quickstart OUTDIR          # test.py's per-image stages (bench_quickstart, profiled);
+#                                                           # needs imageio-ffmpeg (29 MB: carry it in two halves over
+#                                                           # two calls on one machine, docs/BENCHMARKS.md)
 #   bash benchmarks/gpu_suite.sh train OUTDIR               # lookup kernels, bench_train (+ breakdown) on 1 GPU,
 #                                                           # then DDP on all GPUs
 #   bash benchmarks/gpu_suite.sh learning OUTDIR "ARGS" ...  # bench_learning.py runs side by side, one per GPU
@@ -47,8 +50,14 @@ case "$part" in
       --reference_dir "$ref" --repeats 1 --warmup 1 --json "$out/reference.json" 2>&1 | tee "$out/reference.log"
     ;;
   mesh)
-    python3 benchmarks/bench_mesh.py --device cuda --resolutions 256 512 --repeats 3 --profile 2>&1 | tee "$out/mesh.log"
-    python3 benchmarks/bench_quickstart.py --device cuda --repeats 3 --profile 2>&1 | tee "$out/quickstart.log"
+    python3 benchmarks/bench_ray_ops.py --device cuda 2>&1 | tee "$out/ray_ops.log"
+    python3 benchmarks/bench_mesh.py --device cuda --resolutions 256 512 --repeats 3 --profile > "$out/mesh.log" 2>&1
+    python3 benchmarks/bench_reconstruct.py --device cuda > "$out/reconstruct.log" 2>&1
+    grep -h "^|" "$out/mesh.log" "$out/reconstruct.log"
+    ;;
+  quickstart)
+    python3 benchmarks/bench_quickstart.py --device cuda --repeats 3 --profile > "$out/quickstart.log" 2>&1
+    grep "^|" "$out/quickstart.log"
     ;;
   train)
     python3 benchmarks/bench_triplane.py --device cuda 2>&1 | tee "$out/triplane.log"
@@ -106,6 +115,6 @@ load_model(sys.argv[1]).save_pretrained('/tmp/mira-demo-export', dtype=torch.flo
     ls -la "$out"  # here: cat model.safetensors.part_* > model.safetensors
     ;;
   *)
-    echo "unknown part '$part': inference, reference, mesh, train, learning, curves or continue" >&2; exit 2
+    echo "unknown part '$part': inference, reference, mesh, quickstart, train, learning, curves or continue" >&2; exit 2
     ;;
 esac
