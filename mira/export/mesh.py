@@ -403,8 +403,9 @@ def upsample_blocks(blocks: Tensor, shape: torch.Size) -> Tensor:
 
 def is_watertight(faces: np.ndarray, device: torch.device | str = "cpu") -> bool:
     """Whether every edge of a triangle mesh belongs to exactly two faces (``trimesh``'s ``is_watertight``),
-    by sorting the edges' keys with PyTorch on ``device``: about 1 ms on a GPU for a 256^3 mesh, where
-    trimesh's grouping takes 0.6 s on a 2-core CPU (it was the mesh stage's largest step in test.py).
+    by sorting the edges' keys with PyTorch on ``device``. trimesh's grouping took 0.6 s of a 414 k-face mesh
+    on 2 CPU cores (this: 0.17 s there); with it on the GPU, test.py's mesh stage on an H100 fell from 0.23 to
+    0.10 s (docs/BENCHMARKS.md).
 
     Args:
         faces: (F, 3) vertex indices.

@@ -1,9 +1,10 @@
 """Image -> triplane as one compiled, CUDA-graphed call (``test.py --compile``).
 
 At batch 1 a large model's forward is mostly kernel launches: mira-base (encoder 12 x 768 at 448 px,
-decoder 16 x 1024) takes 20.5 ms under bf16 autocast on an H100, of which 8 ms are kernels; the
+decoder 16 x 1024) takes 20.5 ms under bf16 autocast on an H100, of which 11 ms are kernels; the
 encoder and decoder in bfloat16 weights, ``torch.compile``d and replayed as a CUDA graph
-(``mode="reduce-overhead"``), take 7.5 ms (``benchmarks/bench_reconstruct.py``, docs/BENCHMARKS.md).
+(``mode="reduce-overhead"``), take 7.5 ms (``benchmarks/bench_reconstruct.py``, docs/BENCHMARKS.md; that
+figure is of the same compiled call made by the benchmark, this module's own path is still to be timed).
 Compiling costs about a minute on the first image, so it pays for many images (a folder, the web app).
 
 The renderer stays in float32: only the triplanes come from the compiled call.
