@@ -45,6 +45,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from mira.benchmarking import dinov2_base_encoder_config  # noqa: E402
 from mira.config import MiraConfig, load_config  # noqa: E402
 from mira.export.mesh import (  # noqa: E402
     COARSE_TO_FINE_MIN_RESOLUTION,
@@ -59,9 +60,6 @@ from mira.rendering.marching_cubes import triangle_set_difference  # noqa: E402
 from mira.inference.pipeline import InferencePipeline, InferenceSettings, WorkItem  # noqa: E402
 from mira.cameras import canonical_source_c2w  # noqa: E402
 
-# facebook/dinov2-base (ViT-B/14), as in its hub config.json.
-DINOV2_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, mlp_ratio=4, patch_size=14,
-                   image_size=518, layerscale_value=1.0, use_swiglu_ffn=False)
 MESH_LEVEL_QUANTILE = 0.95
 
 
@@ -125,11 +123,7 @@ def benchmark_config(args: argparse.Namespace) -> MiraConfig:
         return published_triposr_config()
     cfg = load_config(args.config)
     if cfg.model.encoder_config is None:
-        from transformers import Dinov2Config
-
-        from mira.models.encoder import dinov2_config_dict
-
-        cfg.model.encoder_config = dinov2_config_dict(Dinov2Config(**DINOV2_BASE))
+        cfg.model.encoder_config = dinov2_base_encoder_config()
     return cfg
 
 

@@ -45,6 +45,7 @@ from mira.export.mesh import (  # noqa: E402
     renderer_box,
     surface_density_threshold,
 )
+from mira.benchmarking import print_top_operators  # noqa: E402
 from mira.inference.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 from mira.rendering.density_grid import coarse_to_fine_density_grid  # noqa: E402
 from mira.rendering.marching_cubes import triangle_set_difference  # noqa: E402
@@ -116,13 +117,10 @@ def same_mesh(reference: tuple[np.ndarray, np.ndarray], mesh: tuple[np.ndarray, 
 
 def profile_default_path(renderer, triplanes: torch.Tensor, resolution: int, threshold: float, rows: int = 30) -> None:
     """Print the top operators of one default mesh extraction (device time on a GPU, else CPU time)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    cuda = triplanes.device.type == "cuda"
-    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
-        mesh_path(renderer, triplanes, resolution, threshold, grid="coarse-to-fine", method="torch")
-    print(f"profile of the default path at {resolution}^3:")
-    print(prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=rows))
+    with torch.inference_mode():
+        print_top_operators(lambda: mesh_path(renderer, triplanes, resolution, threshold, grid="coarse-to-fine",
+                                              method="torch"), triplanes.device, rows,
+                            f"profile of the default path at {resolution}^3:")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from mira.benchmarking import print_top_operators  # noqa: E402
 from mira.inference.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 from mira.inference.pipeline import InferencePipeline, InferenceSettings, WorkItem  # noqa: E402
 from mira.inference.preprocess import load_image  # noqa: E402
@@ -93,13 +94,7 @@ def time_pipeline(args: argparse.Namespace, skip_empty_space: bool, bake: int | 
 
 def profile_process(pipeline: InferencePipeline, item: WorkItem, label: str, rows: int = 30) -> None:
     """Print the top operators (device time on a GPU, else CPU time) of one ``process`` call."""
-    from torch.profiler import ProfilerActivity, profile
-
-    cuda = pipeline.device.type == "cuda"
-    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
-        pipeline.process(item)
-    print(f"\nprofile of one image ({label}):")
-    print(prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=rows))
+    print_top_operators(lambda: pipeline.process(item), pipeline.device, rows, f"\nprofile of one image ({label}):")
 
 
 def main(argv: list[str] | None = None) -> int:

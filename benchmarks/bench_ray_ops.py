@@ -8,9 +8,7 @@ shapes of a video chunk and of a training step (CUDA-synchronised medians).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -18,25 +16,12 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from mira.benchmarking import median_seconds  # noqa: E402
 from mira.rendering.compositing import cumsum_along_rays  # noqa: E402
 from mira.rendering.ray_sampler import merge_samples  # noqa: E402
 
 SHAPES = {"video chunk, demo (65k rays x 32)": (65_536, 32), "video chunk, base (262k rays x 64)": (262_144, 64),
           "training step, base (131k rays x 128)": (131_072, 128)}
-
-
-def median_ms(function, device: torch.device, repeats: int = 20) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        function()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         t_b = torch.rand(1, rays, samples, device=device).sort(dim=-1).values
         v_a, v_b = [torch.rand(1, rays, samples, 1, device=device), torch.rand(1, rays, samples, 3, device=device)], \
             [torch.rand(1, rays, samples, 1, device=device), torch.rand(1, rays, samples, 3, device=device)]
-        cells = [median_ms(lambda: torch.cumsum(values, dim=-1), device), median_ms(lambda: cumsum_along_rays(values), device),
-                 median_ms(lambda: merge_samples(t_a, v_a, t_b, v_b), device),
-                 median_ms(lambda: merge_samples(t_a, v_a, t_b, v_b, presorted=True), device)]
+        cells = [1e3 * median_seconds(lambda: torch.cumsum(values, dim=-1), device), 1e3 * median_seconds(lambda: cumsum_along_rays(values), device),
+                 1e3 * median_seconds(lambda: merge_samples(t_a, v_a, t_b, v_b), device),
+                 1e3 * median_seconds(lambda: merge_samples(t_a, v_a, t_b, v_b, presorted=True), device)]
         print(f"| {name} | " + " | ".join(f"{cell:.3f}" for cell in cells) + " |", flush=True)
     return 0
 

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
-import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
@@ -35,23 +33,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from mira.cameras import canonical_source_c2w  # noqa: E402
+from mira.benchmarking import dinov2_base_encoder_config, median_seconds, print_top_operators  # noqa: E402
 from mira.config import load_config  # noqa: E402
 from mira.inference.compiled import compile_reconstruction  # noqa: E402
 from mira.models import MIRA  # noqa: E402
-
-DINOV2_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, mlp_ratio=4, patch_size=14,
-                   image_size=518, layerscale_value=1.0, use_swiglu_ffn=False)
-
 
 def build_model(config_path: str, device: torch.device) -> tuple[MIRA, tuple[torch.Tensor, ...]]:
     """The model (eval, float32, random weights) and one input: images (1, 3, S, S), c2w (1, 4, 4), intrinsics (1, 4)."""
     cfg = load_config(config_path)
     if cfg.model.encoder_config is None:
-        from transformers import Dinov2Config
-
-        from mira.models.encoder import dinov2_config_dict
-
-        cfg.model.encoder_config = dinov2_config_dict(Dinov2Config(**DINOV2_BASE))
+        cfg.model.encoder_config = dinov2_base_encoder_config()
     torch.manual_seed(0)
     with torch.device(device):
         model = MIRA(cfg).eval()
@@ -61,22 +52,6 @@ def build_model(config_path: str, device: torch.device) -> tuple[MIRA, tuple[tor
                                cfg.data.source_camera_azimuth_deg)
     intrinsics = torch.tensor([[focal, focal, 0.5, 0.5]], device=device)
     return model, (torch.rand(1, 3, size, size, device=device), c2w, intrinsics)
-
-
-def time_call(function: Callable[[], torch.Tensor], device: torch.device, repeats: int, warmup: int) -> float:
-    """Median seconds of ``function`` after ``warmup`` calls."""
-    for _ in range(warmup):
-        function()
-    seconds = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        function()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
 
 
 def variants(model: MIRA, inputs: tuple[torch.Tensor, ...], device: torch.device, quick: bool) -> dict[str, Callable]:
@@ -110,19 +85,6 @@ def _inference(function, images, c2w, intrinsics) -> torch.Tensor:
         return function(images, c2w, intrinsics).float().clone()
 
 
-def profile(call: Callable, device: torch.device, rows: int = 25) -> None:
-    """Print the top operators of one call by device (or CPU) time."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with torch_profile(activities=activities) as prof:
-        call()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    print(prof.key_averages().table(sort_by=key, row_limit=rows), flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -145,14 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     print("| variant | ms (median) | relative error vs fp32 |\n|---|---:|---:|")
     for label, call in calls.items():
         try:
-            seconds = time_call(call, device, args.repeats, args.warmup)
+            seconds = median_seconds(call, device, args.repeats, args.warmup)
             error = float((call() - reference).norm() / reference.norm())
             print(f"| {label} | {seconds * 1e3:.2f} | {error:.2e} |", flush=True)
         except Exception as exc:  # a compile failure must not hide the other rows
             print(f"| {label} | failed: {type(exc).__name__}: {str(exc)[:200]} | |", flush=True)
     if args.profile:
-        profile(calls["autocast bf16"], device)
-        profile(calls["bf16 weights"], device)
+        print_top_operators(calls["autocast bf16"], device, 25, "autocast bf16, one call:")
+        print_top_operators(calls["bf16 weights"], device, 25, "bf16 weights, one call:")
     return 0
 
 

@@ -46,10 +46,8 @@ from mira.training.distributed import (DistributedContext, all_gather_objects, c
 from mira.training.synthetic_scenes import SyntheticSceneDataset  # noqa: E402
 from mira.training.patches import sample_patches  # noqa: E402
 from mira.training.trainer import Trainer  # noqa: E402
+from mira.benchmarking import dinov2_base_encoder_config, print_top_operators  # noqa: E402
 
-# facebook/dinov2-base's architecture (random weights: nothing is downloaded).
-DINOV2_BASE_CONFIG = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
-                      "intermediate_size": 3072, "patch_size": 14, "image_size": 518, "layerscale_value": 1.0}
 # Dense BF16 tensor-core peak, TFLOP/s, by a substring of the device name.
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0}
 
@@ -99,7 +97,7 @@ def bench_config(args: argparse.Namespace, output_dir: str) -> MiraConfig:
     overrides.update(parse_set_pairs(args.set))
     config = load_config(path, **overrides)
     if config.model.encoder_config is None:
-        config.model.encoder_config = dict(DINOV2_BASE_CONFIG)
+        config.model.encoder_config = dinov2_base_encoder_config()  # random weights: nothing is downloaded
     return config
 
 
@@ -223,15 +221,7 @@ def run_benchmark(args: argparse.Namespace, context: DistributedContext, output_
 
 def print_profile(trainer: Trainer, accum: list[dict], steps: int, device: torch.device) -> None:
     """Run ``steps`` training steps under ``torch.profiler``; print operators by self device time."""
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        for _ in range(steps):
-            trainer.train_step(accum)
-        synchronize(device)
-    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    print(prof.key_averages().table(sort_by=sort_by, row_limit=40, max_name_column_width=60))
+    print_top_operators(lambda: [trainer.train_step(accum) for _ in range(steps)], device, rows=40)
 
 
 def time_parts(trainer: Trainer, batch: dict, device: torch.device, steps: int) -> dict[str, float]:
