@@ -449,17 +449,17 @@ class InferencePipeline:
         with self._autocast():
             occupancy = OccupancyGrid.from_field(self.model.renderer, triplanes) if s.skip_empty_space else None
             renderer = self.model.renderer
-            views_per_chunk = 4
+            chunking = {}  # render_orbit_frames' own views per call, unless:
             if s.video_bake_resolution:
                 baked = BakedField.from_renderer(renderer, triplanes, s.video_bake_resolution, occupancy)
                 renderer = renderer_with_baked_field(renderer, baked)
                 if self.device.type == "cuda":  # lookups instead of the MLP: far more rays fit at once
                     renderer.ray_chunk_size = BAKED_VIDEO_RAYS_PER_CHUNK_CUDA
-                    views_per_chunk = max(1, BAKED_VIDEO_RAYS_PER_CALL_CUDA // s.render_size**2)
+                    chunking["views_per_chunk"] = max(1, BAKED_VIDEO_RAYS_PER_CALL_CUDA // s.render_size**2)
             frames = render_orbit_frames(
                 renderer, triplanes, s.num_frames, s.render_size, s.elevation, distance, intrinsics,
                 start_azimuth_deg=self.config.data.source_camera_azimuth_deg,  # the input view first
-                views_per_chunk=views_per_chunk, progress=s.progress, occupancy=occupancy,
+                progress=s.progress, occupancy=occupancy, **chunking,
             )
         return frames, {"frames": s.num_frames, "width": s.render_size, "height": s.render_size,
                         "fps": s.fps, "elevation_deg": s.elevation, "distance": distance,

@@ -18,7 +18,7 @@ def cumsum_along_rays(values: Tensor) -> Tensor:
     the front first (one copy) and moved back as a view. Same sums up to float rounding; autograd as
     for ``torch.cumsum``.
     """
-    if values.device.type != "cuda" or values.dim() < 2:
+    if values.device.type != "cuda":
         return torch.cumsum(values, dim=-1)
     return torch.cumsum(values.movedim(-1, 0).contiguous(), dim=0).movedim(0, -1)
 
