@@ -97,14 +97,18 @@ def grid_spacing(resolution: int, box_min: np.ndarray, box_max: np.ndarray) -> n
     return (np.asarray(box_max, dtype=np.float64) - np.asarray(box_min, dtype=np.float64)) / (resolution - 1)
 
 
-def grid_index_to_world(indices: np.ndarray, resolution: int, box_min: np.ndarray, box_max: np.ndarray) -> np.ndarray:
-    """Continuous grid indices (V, 3) (axis 0 = x, 1 = y, 2 = z) -> world points (V, 3).
+def grid_index_to_world(indices: np.ndarray | Tensor, resolution: int, box_min: np.ndarray,
+                        box_max: np.ndarray) -> np.ndarray | Tensor:
+    """Continuous grid indices (V, 3) (axis 0 = x, 1 = y, 2 = z) -> world points (V, 3), float64; a tensor
+    stays a tensor on its device (the same operations).
 
     Index 0 is ``box_min`` and index ``resolution - 1`` is ``box_max`` on every axis.
     """
-    return np.asarray(box_min, dtype=np.float64) + np.asarray(indices, dtype=np.float64) * grid_spacing(
-        resolution, box_min, box_max
-    )
+    low, spacing = np.asarray(box_min, dtype=np.float64), grid_spacing(resolution, box_min, box_max)
+    if isinstance(indices, Tensor):
+        low, spacing = (torch.as_tensor(value, device=indices.device) for value in (low, spacing))
+        return low + indices.double() * spacing
+    return low + np.asarray(indices, dtype=np.float64) * spacing
 
 
 # ---------------------------------------------------------------------- field queries
@@ -228,10 +232,9 @@ def marching_cubes_world(
         vertices, faces = mcubes.marching_cubes(np.pad(grid, 1, mode="constant", constant_values=0.0), float(threshold))
         vertices, faces = torch.from_numpy(vertices), torch.from_numpy(np.asarray(faces, dtype=np.int64))
     # grid -> world, clipped to the box, wound outward, where the mesh lies (on a GPU for the torch method:
-    # host numpy took ~30 ms of a 256^3 mesh); the same float64 operations as grid_index_to_world and np.clip
-    low, high, spacing = (torch.as_tensor(np.asarray(value, dtype=np.float64), device=vertices.device)
-                          for value in (box_min, box_max, grid_spacing(resolution, box_min, box_max)))
-    vertices = (low + (vertices.double() - 1.0) * spacing).clamp(low, high)
+    # host numpy took ~30 ms of a 256^3 mesh)
+    low, high = (torch.as_tensor(np.asarray(value, dtype=np.float64), device=vertices.device) for value in (box_min, box_max))
+    vertices = grid_index_to_world(vertices.double() - 1.0, resolution, box_min, box_max).clamp(low, high)
     faces = faces.long()
     if _signed_volume(vertices, faces) < 0:  # make the winding outward whatever the library's convention
         faces = faces.flip(1)
