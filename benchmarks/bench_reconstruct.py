@@ -38,9 +38,13 @@ from mira.config import load_config  # noqa: E402
 from mira.inference.compiled import compile_reconstruction  # noqa: E402
 from mira.models import MIRA  # noqa: E402
 
-def build_model(config_path: str, device: torch.device) -> tuple[MIRA, tuple[torch.Tensor, ...]]:
-    """The model (eval, float32, random weights) and one input: images (1, 3, S, S), c2w (1, 4, 4), intrinsics (1, 4)."""
+def build_model(config_path: str, device: torch.device,
+                attention_backend: str | None = None) -> tuple[MIRA, tuple[torch.Tensor, ...]]:
+    """The model (eval, float32, random weights) and one input: images (1, 3, S, S), c2w (1, 4, 4), intrinsics (1, 4).
+    ``attention_backend``: the decoder's ``model.attention_backend`` (None: the config's)."""
     cfg = load_config(config_path)
+    if attention_backend is not None:
+        cfg.model.attention_backend = attention_backend
     if cfg.model.encoder_config is None:
         cfg.model.encoder_config = dinov2_base_encoder_config()
     torch.manual_seed(0)
@@ -93,15 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="print the top operators of one autocast call")
     parser.add_argument("--quick", action="store_true", help="tiny config on the CPU, no compile (checks the script)")
+    parser.add_argument("--attention_backend", default=None,
+                        help="the decoder's SDPA kernel first (model.attention_backend: auto, cudnn, flash, ...)")
     args = parser.parse_args(argv)
     if args.quick:
         args.device, args.config, args.repeats, args.warmup = "cpu", str(REPO_ROOT / "configs" / "tiny.json"), 2, 1
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = True
-    model, inputs = build_model(args.config, device)
+    model, inputs = build_model(args.config, device, args.attention_backend)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"image -> triplane, {args.config}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, "
-          f"{name}, torch {torch.__version__}", flush=True)
+          f"attention {model.config.model.attention_backend}, {name}, torch {torch.__version__}", flush=True)
     calls = variants(model, inputs, device, args.quick)
     reference = calls["fp32"]()
     print("| variant | ms (median) | relative error vs fp32 |\n|---|---:|---:|")

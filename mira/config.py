@@ -31,6 +31,7 @@ ENCODER_ARCHITECTURES = ("dinov2", "dinov2_with_registers", "vit")
 # How a ViT's learned position grid is resized to the input's patch grid (encoder_position_interpolation).
 POSITION_INTERPOLATIONS = ("target_size", "scale_factor")
 DECODER_MLP_ACTIVATIONS = ("gelu_tanh", "gelu", "geglu")
+ATTENTION_BACKEND_NAMES = ("auto", "cudnn", "flash", "efficient", "math")  # mira.models.attention.ATTENTION_BACKENDS
 DECODER_BLOCK_ORDERS = ("cross_self_mlp", "self_cross_mlp")
 PLANE_AXES_CHOICES = ("xy_xz_yz", "xy_xz_zy")
 FIELD_ACTIVATIONS = ("silu", "relu")
@@ -123,6 +124,9 @@ class ModelConfig:
     # Bias each cross-attention head towards the image patches a triplane token's line projects onto
     # through the source camera (-slope * distance^2, slopes learned per head): mira/models/projective_bias.py.
     projective_attention_bias: bool = False
+    # The SDPA kernel the decoder's attention tries first: "auto" (PyTorch's choice), "cudnn", "flash",
+    # "efficient" or "math" (mira/models/attention.py); a speed setting, the weights do not depend on it.
+    attention_backend: str = "auto"
     # Licence of the weights when it is not MIRA's (e.g. "CC BY-NC 4.0" for converted OpenLRM
     # weights): printed once when such a checkpoint is loaded.
     weights_license: str = ""
@@ -412,6 +416,8 @@ class MiraConfig:
             fail("decoder_norm_groups", f"must divide decoder_hidden_dim={m.decoder_hidden_dim}, got {m.decoder_norm_groups}")
         if m.decoder_mlp_activation not in DECODER_MLP_ACTIVATIONS:
             fail("decoder_mlp_activation", f"must be one of {DECODER_MLP_ACTIVATIONS}, got '{m.decoder_mlp_activation}'")
+        if m.attention_backend not in ATTENTION_BACKEND_NAMES:
+            fail("attention_backend", f"must be one of {ATTENTION_BACKEND_NAMES}, got '{m.attention_backend}'")
         if m.final_norm_eps <= 0:
             fail("final_norm_eps", f"must be positive, got {m.final_norm_eps}")
         if r.plane_axes not in PLANE_AXES_CHOICES:

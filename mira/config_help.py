@@ -42,6 +42,7 @@ MODEL_KEYS: dict[str, str] = {
     "context_position_embedding": "add a fixed 2D sine-cosine position code to the decoder's image tokens",
     "triplane_upsample_kernel": "kernel of the token-to-triplane transposed convolution: 2 (own 2x2 cells) or 4 (overlapping)",
     "projective_attention_bias": "bias cross-attention towards the image patches each triplane token projects onto",
+    "attention_backend": "SDPA kernel the decoder tries first: auto, cudnn, flash, efficient, math (speed only)",
     "weights_license": "licence of the weights when it is not MIRA's (printed when loaded)",
 }
 

@@ -10,7 +10,7 @@ from helpers_training import load_benchmark
 
 @pytest.mark.parametrize("name, argv, expected", [
     ("bench_ray_ops", ["--device", "cpu", "--quick"], "| video chunk, demo"),
-    ("bench_reconstruct", ["--quick", "--profile"], "| bf16 weights |"),
+    ("bench_reconstruct", ["--quick", "--profile", "--attention_backend", "cudnn"], "attention cudnn"),
     ("bench_mesh", ["--quick", "--profile"], "coarse-to-fine + torch (default)"),
     ("bench_quickstart", ["--quick"], "| exhaustive |"),
 ])

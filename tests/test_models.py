@@ -242,16 +242,30 @@ def reference_attention(attention: MultiHeadAttention, x: torch.Tensor, context:
     return attention.to_out(merged)
 
 
+@pytest.mark.parametrize("backend", ["auto", "cudnn", "math"])
 @pytest.mark.parametrize("context_len", [None, 7])
-def test_sdpa_attention_equals_explicit_softmax(context_len: int | None) -> None:
+def test_sdpa_attention_equals_explicit_softmax(context_len: int | None, backend: str) -> None:
+    """Every attention_backend computes the same attention (on the CPU, "cudnn" falls through to a CPU kernel)."""
     torch.manual_seed(0)
-    attention = MultiHeadAttention(dim=16, num_heads=4, context_dim=None if context_len is None else 12).double()
+    attention = MultiHeadAttention(dim=16, num_heads=4, context_dim=None if context_len is None else 12,
+                                   backend=backend).double()
     x = torch.randn(2, 5, 16, dtype=torch.float64)
     context = None if context_len is None else torch.randn(2, context_len, 12, dtype=torch.float64)
     torch.testing.assert_close(attention(x, context), reference_attention(attention, x, context), rtol=1e-10, atol=1e-12)
     # and not trivially: the same keys with permuted queries permute the output
     permuted = attention(x[:, [4, 3, 2, 1, 0]], context)
     torch.testing.assert_close(permuted, attention(x, context)[:, [4, 3, 2, 1, 0]], rtol=1e-10, atol=1e-12)
+
+
+def test_attention_backend_names_match_config_and_bad_names_are_clear_errors() -> None:
+    from mira.config import ATTENTION_BACKEND_NAMES
+    from mira.models.attention import ATTENTION_BACKENDS
+
+    assert set(ATTENTION_BACKEND_NAMES) == set(ATTENTION_BACKENDS)
+    with pytest.raises(ValueError, match="attention_backend must be one of"):
+        MultiHeadAttention(dim=16, num_heads=4, backend="fast")
+    with pytest.raises(ValueError, match="attention_backend"):
+        MiraConfig.from_dict({"model": {"attention_backend": "fast"}})
 
 
 # ---------------------------------------------------------------------- modulation

@@ -127,11 +127,13 @@ class TriplaneDecoderBlock(nn.Module):
         (else :class:`ModulatedLayerNorm` of eps ``norm_eps``).
         projective_bias: learn per-head slopes (:class:`~mira.models.projective_bias.AttentionLocality`)
         that turn the projected distances given to :meth:`forward` into a cross-attention bias.
+        attention_backend: the SDPA kernel tried first (:data:`~mira.models.attention.ATTENTION_BACKENDS`).
     """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, cond_dim: int | None, context_dim: int | None = None,
                  attention_bias: bool = True, activation: str = "gelu_tanh", output_bias: bool | None = None,
-                 order: str = "cross_self_mlp", norm_eps: float = 1e-6, projective_bias: bool = False) -> None:
+                 order: str = "cross_self_mlp", norm_eps: float = 1e-6, projective_bias: bool = False,
+                 attention_backend: str = "auto") -> None:
         super().__init__()
         if order not in ("cross_self_mlp", "self_cross_mlp"):
             raise ValueError(f"decoder_block_order must be cross_self_mlp or self_cross_mlp, got '{order}'")
@@ -142,9 +144,10 @@ class TriplaneDecoderBlock(nn.Module):
 
         self.norm_cross = norm()
         self.cross_attention = MultiHeadAttention(dim, num_heads, context_dim=context_dim, bias=attention_bias,
-                                                  output_bias=output_bias)
+                                                  output_bias=output_bias, backend=attention_backend)
         self.norm_self = norm()
-        self.self_attention = MultiHeadAttention(dim, num_heads, bias=attention_bias, output_bias=output_bias)
+        self.self_attention = MultiHeadAttention(dim, num_heads, bias=attention_bias, output_bias=output_bias,
+                                                 backend=attention_backend)
         self.norm_mlp = norm()
         self.mlp = block_mlp(dim, int(dim * mlp_ratio), activation)
         self.locality = AttentionLocality(num_heads) if projective_bias else None
@@ -211,7 +214,8 @@ class TriplaneDecoder(nn.Module):
                                  context_dim=context_dim, attention_bias=model_cfg.attention_bias,
                                  activation=model_cfg.decoder_mlp_activation,
                                  output_bias=model_cfg.attention_output_bias, order=model_cfg.decoder_block_order,
-                                 norm_eps=model_cfg.block_norm_eps, projective_bias=self.projection is not None)
+                                 norm_eps=model_cfg.block_norm_eps, projective_bias=self.projection is not None,
+                                 attention_backend=model_cfg.attention_backend)
             for _ in range(model_cfg.num_layers)
         )
         if model_cfg.decoder_residual_projection:  # TripoSR's Transformer1D wrapper
