@@ -67,6 +67,18 @@ case "$part" in
         --baseline "$out/train_1gpu.json" --json "$out/train_${ngpu}gpu.json" 2>&1 | tee "$out/train_${ngpu}gpu.log"
     fi
     ;;
+  trainspeed)
+    shift 2
+    index=0
+    for variant in "" "$@"; do
+      sets=(); for kv in $variant; do sets+=(--set "$kv"); done
+      echo "== variant $index: ${variant:-shipped setting}"
+      CUDA_VISIBLE_DEVICES=0 python3 benchmarks/bench_train.py --device cuda --breakdown "${sets[@]}" \
+        --json "$out/trainspeed_$index.json" > "$out/trainspeed_$index.log" 2>&1
+      grep "^|" "$out/trainspeed_$index.log" | grep -v "^|---" ; tail -n 2 "$out/trainspeed_$index.log" | grep -i error
+      index=$((index + 1))
+    done
+    ;;
   learning)
     shift 2
     index=0

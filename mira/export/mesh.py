@@ -38,7 +38,7 @@ from torch import Tensor
 from mira.atomic import atomic_output, write_bytes_atomic, write_text_atomic
 from mira.export.gltf import glb_bytes
 from mira.rendering.chunking import chunked
-from mira.rendering.field import QueryableField
+from mira.rendering.field import QueryableField, is_queryable_field
 from mira.rendering.density_grid import (
     DensityFunction,
     coarse_to_fine_density_grid,
@@ -83,7 +83,7 @@ class MeshExtractionError(RuntimeError):
 # ---------------------------------------------------------------------- grid geometry
 def renderer_box(renderer: QueryableField) -> tuple[np.ndarray, np.ndarray]:
     """The (3,) ``box_min`` and ``box_max`` the field spans (world units), as float64 arrays."""
-    if not isinstance(renderer, QueryableField):
+    if not is_queryable_field(renderer):
         raise TypeError(
             f"{type(renderer).__name__} is not a queryable field (mira.rendering.field.QueryableField: box_min, "
             "box_max and query(triplanes, points)); pass a TriplaneRenderer, or box_min= and box_max= to extract_mesh"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-@runtime_checkable
 class QueryableField(Protocol):
     """What mesh extraction, occupancy grids, field baking, texture baking and evaluation ask of a radiance
     field: the box it lives in and its values at world points. :class:`mira.rendering.TriplaneRenderer` is
@@ -25,6 +24,16 @@ class QueryableField(Protocol):
     def query(self, triplanes: Tensor, points: Tensor) -> dict[str, Tensor]:
         """triplanes (B, 3, C, R, R), world points (B, P, 3) -> {"density": (B, P, 1) >= 0, "rgb": (B, P, 3)}."""
         ...
+
+
+def is_queryable_field(field: Any) -> bool:
+    """Whether ``field`` has what :class:`QueryableField` asks for (``box_min``, ``box_max``, a callable ``query``).
+
+    Not ``isinstance`` with a ``runtime_checkable`` protocol: from Python 3.12 that looks attributes up
+    statically (``inspect.getattr_static``), which does not see an ``nn.Module``'s registered buffers, so
+    every :class:`~mira.rendering.TriplaneRenderer` was refused there (test.py's mesh export failed on
+    Python 3.12 while 3.11 passed)."""
+    return hasattr(field, "box_min") and hasattr(field, "box_max") and callable(getattr(field, "query", None))
 
 
 # E[silu(x)^2] for x ~ N(0, 1) is 0.355: this gain keeps a unit signal's scale through each SiLU layer.
