@@ -11,7 +11,7 @@ from helpers_evaluation import write_sphere_dataset
 from mira.config import load_config
 from mira.data import load_object_views
 from mira.evaluation.metrics import psnr
-from mira.evaluation.protocol import list_objects, source_and_targets
+from mira.evaluation.protocol import angles_from_source_deg, list_objects, scores_by_angle, source_and_targets
 
 NUM_VIEWS = 4
 SIZE = 32
@@ -65,6 +65,26 @@ def test_source_view_choice_is_deterministic():
         source_and_targets(c2w[:1], None)
 
 
+def test_angles_from_source_and_their_bins():
+    """Cameras on the equator at azimuths 0, 45, 90, 180 degrees and one 60 degrees up at azimuth 0, at
+    different distances: their angles from the first one around the origin; per-view scores binned by angle
+    (view-weighted; 180 in the last bin)."""
+    from mira.cameras import look_at, spherical_to_cartesian
+
+    cameras = ((0, 0, 2.5), (45, 0, 2.2), (90, 0, 2.8), (180, 0, 2.5), (0, 60, 2.4))
+    centres = torch.stack([spherical_to_cartesian(*(torch.tensor(float(x)) for x in camera)) for camera in cameras])
+    c2w = look_at(centres)
+    assert angles_from_source_deg(c2w, 0, [1, 2, 3, 4]) == pytest.approx([45, 90, 180, 60], abs=1e-3)
+    assert angles_from_source_deg(c2w, 2, [0, 3]) == pytest.approx([90, 90], abs=1e-3)
+    results = {"a": {"per_view": [{"angle_from_source_deg": 10.0, "psnr": 30.0, "ssim": 0.9, "lpips": None, "mask_iou": 1.0},
+                                  {"angle_from_source_deg": 20.0, "psnr": 20.0, "ssim": 0.7, "lpips": None, "mask_iou": 0.5}]},
+               "b": {"per_view": [{"angle_from_source_deg": 180.0, "psnr": 10.0, "ssim": 0.1, "lpips": None, "mask_iou": 0.0}]}}
+    rows = scores_by_angle(results)
+    assert [row["angle_deg"] for row in rows] == [[0, 30], [150, 180]]
+    assert [row["num_views"] for row in rows] == [2, 1]
+    assert rows[0]["psnr"] == pytest.approx(25.0) and rows[1]["psnr"] == pytest.approx(10.0)
+
+
 def test_object_listing(dataset, tmp_path):
     ids = [object_id for object_id, _ in list_objects(dataset, "val")]
     assert ids == ["sphere_1000000", "sphere_1000001", "broken_object"]
@@ -90,13 +110,23 @@ def test_evaluate_writes_per_object_and_mean_figures(tiny_checkpoint, dataset, t
         assert metrics["source_elevation_deg"] == pytest.approx(float(elevation[source]), abs=1e-3)
         assert [v["view"] for v in metrics["per_view"]] == [n for i, n in enumerate(views.names) if i != source]
         assert metrics["psnr"] == pytest.approx(sum(v["psnr"] for v in metrics["per_view"]) / 3)
+        directions = centres / centres.norm(dim=-1, keepdim=True)
+        others = [i for i in range(len(views.names)) if i != source]
+        expected = torch.rad2deg(torch.acos((directions[others] @ directions[source]).clamp(-1, 1)))
+        assert [v["angle_from_source_deg"] for v in metrics["per_view"]] == pytest.approx(expected.tolist(), abs=1e-4)
         assert metrics["has_ground_truth_mesh"] and metrics["chamfer"] > 0
     assert summary["mean"]["psnr"] == pytest.approx(sum(m["psnr"] for m in objects.values()) / 2)
     assert summary["mean"]["chamfer"] == pytest.approx(sum(m["chamfer"] for m in objects.values()) / 2)
     saved = json.loads((tmp_path / "metrics.json").read_text())  # strict JSON, same figures
     assert saved["mean"]["psnr"] == pytest.approx(summary["mean"]["psnr"])
     assert saved["protocol"]["render_size"] == SIZE and saved["protocol"]["source_view"] is None
+    views_by_angle = summary["by_angle_from_source"]
+    assert sum(row["num_views"] for row in views_by_angle) == 2 * (NUM_VIEWS - 1)
+    all_views = [v["psnr"] for m in objects.values() for v in m["per_view"]]
+    assert sum(row["psnr"] * row["num_views"] for row in views_by_angle) / len(all_views) == pytest.approx(
+        sum(all_views) / len(all_views))
     table = (tmp_path / "metrics.md").read_text()
+    assert "| Angle |" in table
     assert "| sphere_1000000 |" in table and "| **mean** |" in table and "broken_object" in table
     assert (tmp_path / "renders" / "sphere_1000000.png").is_file()
     assert (tmp_path / "meshes" / "sphere_1000000.ply").is_file()

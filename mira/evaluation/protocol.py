@@ -38,7 +38,8 @@ from tqdm.auto import tqdm
 from mira.cameras import camera_centers, cartesian_to_spherical, transform_cameras
 from mira.data.source_view import SourceView, prepare_training_source_view
 from mira.evaluation.geometry import load_mesh
-from mira.evaluation.report import comparison_grid, markdown_table, save_png, write_json, write_text
+from mira.evaluation.report import (TABLE_COLUMNS, comparison_grid, markdown_table, save_png, write_json,
+                                    write_text)
 from mira.evaluation.baselines import render_sphere, sphere_from_source, sphere_mesh
 from mira.evaluation.scoring import (IMAGE_METRICS, ImageScorer, ScoringSettings, extract_scored_mesh, mean_scores,
                                      score_geometry)
@@ -115,6 +116,40 @@ def choose_source_view(c2w: Tensor, source_view: int | None, elevation_deg: floa
         return source_view % num_views
     distance = (camera_elevations_deg(c2w) - elevation_deg).abs()
     return int(torch.nonzero(distance == distance.min())[0, 0])
+
+
+# The image columns of the per-object table, for the table by angle.
+ANGLE_TABLE_COLUMNS = tuple(column for column in TABLE_COLUMNS if column[0] in IMAGE_METRICS)
+# Edges (degrees) of the bins in which per-view image scores are also averaged by the angle between
+# the target camera's and the source camera's directions from the object centre.
+ANGLE_BIN_EDGES_DEG = (0, 30, 60, 90, 120, 150, 180)
+
+
+def angles_from_source_deg(c2w: Tensor, source: int, targets: Sequence[int]) -> list[float]:
+    """Angle (degrees, 0..180) at the object centre (the world origin) between the source camera's
+    centre and each target camera's centre: how far round the object each target view looks.
+
+    Args:
+        c2w: (N, 4, 4) cameras; source: index of the source view; targets: indices of the targets.
+    """
+    centres = camera_centers(c2w).double()
+    directions = centres / centres.norm(dim=-1, keepdim=True)
+    cosines = (directions[list(targets)] @ directions[source]).clamp(-1.0, 1.0)
+    return [float(angle) for angle in torch.rad2deg(torch.acos(cosines))]
+
+
+def scores_by_angle(results: dict[str, dict[str, Any]], edges: Sequence[float] = ANGLE_BIN_EDGES_DEG) -> list[dict[str, Any]]:
+    """Image scores averaged over all target views (of all objects) whose ``angle_from_source_deg``
+    falls in each bin ``[edges[i], edges[i+1])`` (the last bin includes 180): a view-weighted mean, unlike
+    the per-object mean of the headline figures. Bins without views are left out."""
+    views = [view for metrics in results.values() for view in metrics["per_view"] if "angle_from_source_deg" in view]
+    rows = []
+    for low, high in zip(edges[:-1], edges[1:]):
+        last = high == edges[-1]
+        members = [v for v in views if low <= v["angle_from_source_deg"] < high or (last and v["angle_from_source_deg"] == high)]
+        if members:
+            rows.append({"angle_deg": [low, high], "num_views": len(members), **mean_scores(members, IMAGE_METRICS)})
+    return rows
 
 
 def source_and_targets(c2w: Tensor, source_view: int | None, elevation_deg: float = 20.0) -> tuple[int, list[int]]:
@@ -210,7 +245,9 @@ def evaluate_object(
         "num_target_views": len(targets),
         "has_ground_truth_mesh": truth_mesh is not None,
         "mesh_faces": 0 if mesh is None else int(len(mesh.faces)),
-        "per_view": [{"view": name, **score} for name, score in zip(targets.names, per_view)],
+        "per_view": [{"view": name, "angle_from_source_deg": angle, **score}
+                     for name, angle, score in zip(targets.names, angles_from_source_deg(views.c2w, source, target_index),
+                                                   per_view)],
     }
     return metrics, rendered, targets, mesh
 
@@ -279,6 +316,7 @@ def summarise(
         "num_objects": len(results),
         "num_objects_with_mesh": len(with_mesh),
         "num_failed_meshes": sum(1 for m in with_mesh if m["mesh_faces"] == 0),
+        "by_angle_from_source": scores_by_angle(results),
         "objects": results,
         "failed": failed,
         "protocol": {
@@ -314,6 +352,12 @@ def markdown_report(summary: dict[str, Any]) -> str:
         "",
         markdown_table(rows),
     ]
+    if summary.get("by_angle_from_source"):
+        lines += ["", "Image scores by the target view's angle from the source view (around the object centre; "
+                  "means over views):", "",
+                  markdown_table([(f"{row['angle_deg'][0]:g}-{row['angle_deg'][1]:g}°", row)
+                                  for row in summary["by_angle_from_source"]],
+                                 (*ANGLE_TABLE_COLUMNS, ("num_views", "views", "{:d}")), name_header="Angle")]
     if summary["failed"]:
         lines += ["", "Skipped objects:", ""] + [f"- {item['object']}: {item['error']}" for item in summary["failed"]]
     return "\n".join(lines) + "\n"

@@ -63,9 +63,11 @@ def format_value(value: Any, fmt: str) -> str:
     return fmt.format(value)
 
 
-def markdown_table(rows: Sequence[tuple[str, Mapping[str, Any]]], columns: Sequence[tuple[str, str, str]] = TABLE_COLUMNS) -> str:
-    """A Markdown table, one row per ``(name, metrics)``; columns ``(key, header, format)``."""
-    header = "| Object | " + " | ".join(title for _, title, _ in columns) + " |"
+def markdown_table(rows: Sequence[tuple[str, Mapping[str, Any]]], columns: Sequence[tuple[str, str, str]] = TABLE_COLUMNS,
+                   name_header: str = "Object") -> str:
+    """A Markdown table, one row per ``(name, metrics)``; columns ``(key, header, format)``, the names under
+    ``name_header``."""
+    header = f"| {name_header} | " + " | ".join(title for _, title, _ in columns) + " |"
     rule = "|---|" + "|".join("---:" for _ in columns) + "|"
     lines = [header, rule]
     for name, metrics in rows:
