@@ -2,9 +2,10 @@
 
 SDPA dispatches to the flash / memory-efficient kernels on CUDA (fp16/bf16) and to a
 fused math kernel on the CPU; the result equals ``softmax(Q K^T / sqrt(d)) V``. ``backend`` puts one of
-SDPA's kernels first (``model.attention_backend``): on an H100, cuDNN's attention is faster than the
-flash kernel PyTorch picks by default; where a kernel does not apply (the CPU, a float bias it cannot
-take) SDPA falls through to the next of :data:`ATTENTION_BACKENDS`' list.
+SDPA's kernels first (``model.attention_backend``), e.g. to pin flash where a cuDNN version misbehaves;
+where a kernel does not apply (the CPU, a float bias it cannot take) SDPA falls through to the next of
+:data:`ATTENTION_BACKENDS`' list. Not a speed-up on an H100 with PyTorch 2.11, which already picks cuDNN's
+attention there (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
