@@ -10,6 +10,8 @@
 #                                                           # two calls on one machine, docs/BENCHMARKS.md)
 #   bash benchmarks/gpu_suite.sh train OUTDIR               # lookup kernels, bench_train (+ breakdown) on 1 GPU,
 #                                                           # then DDP on all GPUs
+#   bash benchmarks/gpu_suite.sh fitbound OUTDIR N          # per-object triplane fits of the first N evaluation objects
+#                                                           # (written on the GPU first): the upper bound's scores
 #   bash benchmarks/gpu_suite.sh learning OUTDIR "ARGS" ...  # bench_learning.py runs side by side, one per GPU
 #                                                           # (ARGS: that run's options, e.g. "--phase overfit")
 #   bash benchmarks/gpu_suite.sh curves OUTDIR              # 300-step loss curves, before/after settings x 2 seeds,
@@ -78,6 +80,11 @@ case "$part" in
       grep "^|" "$out/trainspeed_$index.log" | grep -v "^|---" ; tail -n 2 "$out/trainspeed_$index.log" | grep -i error
       index=$((index + 1))
     done
+    ;;
+  fitbound)
+    # eager sphere tracing: compiling it would take ~3 minutes, writing a few objects eagerly takes seconds
+    MIRA_PROCEDURAL_COMPILE=0 python3 benchmarks/fit_upper_bound.py --write_objects "${3:?give the number of objects}" --data /tmp/fitbound-data \
+      --out /tmp/fitbound --jsonl "$out/fits.jsonl" --device cuda 2>&1 | grep -v "^INFO" | tail -n 20 | tee "$out/fitbound.log"
     ;;
   learning)
     shift 2

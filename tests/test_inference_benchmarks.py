@@ -22,3 +22,17 @@ def test_benchmark_script_prints_its_table(name, argv, expected, capsys):
         assert "differs" not in printed
     if name == "bench_quickstart":  # the video render time is reported beside the stage's total
         assert "video (render)" in printed
+
+
+def test_fit_upper_bound_writes_the_evaluation_objects_and_records_each_fit(tmp_path, capsys):
+    """benchmarks/fit_upper_bound.py on a bare machine: writes object 0 of the evaluation set, fits it briefly,
+    appends its held-out scores to fits.jsonl and prints the summary table."""
+    import json
+
+    argv = ["--write_objects", "1", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
+            "--steps", "3", "--batch_rays", "128", "--mesh_resolution", "24"]
+    assert load_benchmark("fit_upper_bound").main(argv) == 0
+    assert "| held-out score (1 objects) |" in capsys.readouterr().out
+    (record,) = [json.loads(line) for line in (tmp_path / "out" / "fits.jsonl").read_text().splitlines()]
+    assert record["object"] == "procedural_100000000" and record["num_heldout_views"] == 2
+    assert 0.0 < record["psnr"] < 60.0
