@@ -15,6 +15,7 @@ Each variant's triplanes are compared with fp32's (relative error). ``--profile`
 one ``autocast bf16`` call (``torch.profiler``, device time), to say whether the time is kernels or launches.
 
     python benchmarks/bench_reconstruct.py --device cuda --profile
+    python benchmarks/bench_reconstruct.py --device cuda --architecture openlrm-base   # beside bench_reference.py's upstream
     python benchmarks/bench_reconstruct.py --quick          # tiny config on the CPU (checks the script)
 """
 
@@ -34,15 +35,28 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from mira.cameras import canonical_source_c2w  # noqa: E402
 from mira.benchmarking import dinov2_base_encoder_config, median_seconds, print_top_operators  # noqa: E402
-from mira.config import load_config  # noqa: E402
+from mira.config import MiraConfig, load_config  # noqa: E402
 from mira.inference.compiled import compile_reconstruction  # noqa: E402
 from mira.models import MIRA  # noqa: E402
 
-def build_model(config_path: str, device: torch.device,
+def load_benchmark_config(config_path: str, architecture: str | None) -> MiraConfig:
+    """``--config``'s file, or with ``architecture`` the published OpenLRM-base / TripoSR architecture as MIRA
+    builds it (docs/PRETRAINED.md), for a like-for-like row beside the upstream pipelines."""
+    if architecture == "openlrm-base":
+        from mira.pretrained.openlrm import published_openlrm_config
+
+        return published_openlrm_config("base")
+    if architecture == "triposr":
+        from mira.pretrained.triposr import published_triposr_config
+
+        return published_triposr_config()
+    return load_config(config_path)
+
+
+def build_model(cfg: MiraConfig, device: torch.device,
                 attention_backend: str | None = None) -> tuple[MIRA, tuple[torch.Tensor, ...]]:
-    """The model (eval, float32, random weights) and one input: images (1, 3, S, S), c2w (1, 4, 4), intrinsics (1, 4).
-    ``attention_backend``: the decoder's ``model.attention_backend`` (None: the config's)."""
-    cfg = load_config(config_path)
+    """The model of ``cfg`` (eval, float32, random weights) and one input: images (1, 3, S, S), c2w (1, 4, 4),
+    intrinsics (1, 4). ``attention_backend``: the decoder's ``model.attention_backend`` (None: the config's)."""
     if attention_backend is not None:
         cfg.model.attention_backend = attention_backend
     if cfg.model.encoder_config is None:
@@ -97,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="print the top operators of one autocast call")
     parser.add_argument("--quick", action="store_true", help="tiny config on the CPU, no compile (checks the script)")
+    parser.add_argument("--architecture", choices=("openlrm-base", "triposr"), default=None,
+                        help="time the published OpenLRM-base or TripoSR architecture (random weights) instead of --config")
     parser.add_argument("--attention_backend", default=None,
                         help="the decoder's SDPA kernel first (model.attention_backend: auto, cudnn, flash, ...)")
     args = parser.parse_args(argv)
@@ -104,9 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         args.device, args.config, args.repeats, args.warmup = "cpu", str(REPO_ROOT / "configs" / "tiny.json"), 2, 1
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = True
-    model, inputs = build_model(args.config, device, args.attention_backend)
+    if args.quick:
+        args.architecture = None
+    model, inputs = build_model(load_benchmark_config(args.config, args.architecture), device, args.attention_backend)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"image -> triplane, {args.config}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, "
+    print(f"image -> triplane, {args.architecture or args.config}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, "
           f"attention {model.config.model.attention_backend}, {name}, torch {torch.__version__}", flush=True)
     calls = variants(model, inputs, device, args.quick)
     reference = calls["fp32"]()

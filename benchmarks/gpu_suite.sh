@@ -2,7 +2,8 @@
 # The GPU figures of docs/BENCHMARKS.md in one go, on a lent machine with the repo checked out.
 #   bash benchmarks/gpu_suite.sh inference OUTDIR           # bench_inference fp32 + bf16, bench_reconstruct, CUDA tests
 #   bash benchmarks/gpu_suite.sh reference OUTDIR REF_DIR   # MIRA as OpenLRM-base / TripoSR beside the upstream
-#                                                           # pipelines (REF_DIR: a copy of shared/reference)
+#                                                           # pipelines (REF_DIR: a copy of shared/reference), and
+#                                                           # bench_reconstruct of the same two architectures
 #   bash benchmarks/gpu_suite.sh mesh OUTDIR                # issue 12 without mp4: bench_mesh on the shipped model
 #                                                           # (256^3, 512^3, profiled), bench_reconstruct, bench_ray_ops
 #   bash benchmarks/gpu_suite.sh quickstart OUTDIR          # test.py's per-image stages (bench_quickstart, profiled);
@@ -50,6 +51,10 @@ case "$part" in
     done
     python3 benchmarks/bench_reference.py --device cuda --precision bf16 --model openlrm-base --model triposr \
       --reference_dir "$ref" --repeats 1 --warmup 1 --json "$out/reference.json" 2>&1 | tee "$out/reference.log"
+    for arch in openlrm-base triposr; do  # image -> triplane of the same architectures, every way MIRA can run it
+      python3 benchmarks/bench_reconstruct.py --device cuda --architecture $arch > "$out/reconstruct_$arch.log" 2>&1
+      grep "^|" "$out/reconstruct_$arch.log"
+    done
     ;;
   mesh)
     python3 benchmarks/bench_ray_ops.py --device cuda 2>&1 | tee "$out/ray_ops.log"

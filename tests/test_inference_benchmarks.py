@@ -36,3 +36,15 @@ def test_fit_upper_bound_writes_the_evaluation_objects_and_records_each_fit(tmp_
     (record,) = [json.loads(line) for line in (tmp_path / "out" / "fits.jsonl").read_text().splitlines()]
     assert record["object"] == "procedural_100000000" and record["num_heldout_views"] == 2
     assert 0.0 < record["psnr"] < 60.0
+
+
+def test_bench_reconstruct_times_the_published_architectures_like_for_like():
+    """--architecture picks the published OpenLRM-base / TripoSR architecture as MIRA builds it (not --config)."""
+    from mira.pretrained.openlrm import published_openlrm_config
+    from mira.pretrained.triposr import published_triposr_config
+
+    bench = load_benchmark("bench_reconstruct")
+    assert bench.load_benchmark_config("unused.json", "openlrm-base").model == published_openlrm_config("base").model
+    assert bench.load_benchmark_config("unused.json", "triposr").model == published_triposr_config().model
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--architecture", "openlrm-large"])
