@@ -309,13 +309,13 @@ class Trainer:
         sums[5] = float(self._stop.requested)
         sums[6] = float(self._out_of_time())
         all_reduce_sum(sums, self.context)
-        world = self.context.world_size
-        loss, mse, lpips, mask = (float(v) / world for v in sums[:4].tolist())
-        rays, stop_votes, time_votes = float(sums[4]), float(sums[5]), float(sums[6])
-
         self.scaler.unscale_(self.optimizer)
         max_norm = self.train_cfg.grad_clip if self.train_cfg.grad_clip > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self._trainable_parameters(), max_norm))
+        norm = torch.nn.utils.clip_grad_norm_(self._trainable_parameters(), max_norm)  # on the device: no sync
+        # the step's one host-device synchronisation: the summed terms, the votes and the gradient norm together
+        *terms, rays, stop_votes, time_votes, grad_norm = torch.cat([sums, norm.double().reshape(1)]).tolist()
+        world = self.context.world_size
+        loss, mse, lpips, mask = (value / world for value in terms)
         # fp16: inf gradients are expected while the GradScaler calibrates; it skips those itself.
         finite = math.isfinite(loss) and (self.scaler.is_enabled() or math.isfinite(grad_norm))
         if finite:
