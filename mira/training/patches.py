@@ -57,13 +57,18 @@ def sample_patches(batch: int, views: int, image_size: int, patch_size: int, dev
     """Uniformly random ``patch_size``-sided patches, one per view.
 
     ``patch_size <= 0`` or ``>= image_size`` gives the whole view (offset 0). Offsets are
-    drawn on the CPU (reproducible on any device) and moved to ``device``.
+    drawn on the CPU (reproducible on any device) and moved to ``device``; to a GPU through pinned
+    memory without waiting (a copy from pageable memory would synchronise the stream every step).
     """
     size = image_size if patch_size <= 0 or patch_size >= image_size else patch_size
     span = image_size - size + 1
-    top = torch.randint(0, span, (batch, views)).to(device)
-    left = torch.randint(0, span, (batch, views)).to(device)
-    return Patches(top=top, left=left, size=size, image_size=image_size)
+    top = torch.randint(0, span, (batch, views))
+    left = torch.randint(0, span, (batch, views))
+    offsets = torch.stack([top, left])  # (2, B, V)
+    if torch.device(device).type == "cuda":
+        offsets = offsets.pin_memory()
+    offsets = offsets.to(device, non_blocking=True)
+    return Patches(top=offsets[0], left=offsets[1], size=size, image_size=image_size)
 
 
 def to_patch_images(per_pixel: Tensor, size: int) -> Tensor:
