@@ -275,18 +275,20 @@ class Trainer:
         if height != render_size or width != render_size:
             raise ValueError(f"target views are {height}x{width}, render_size is {render_size}")
         patches = sample_patches(batch_size, views, render_size, self.train_cfg.patch_size, device)
-        background = batch["background"].to(device) if "background" in batch else None
+        # non-blocking: from the loader's pinned memory a blocking copy would synchronise the stream
+        moved = {key: batch[key].to(device, non_blocking=True) for key in
+                 ("source_image", "source_c2w", "source_intrinsics", "target_c2w", "target_intrinsics", "background",
+                  "target_masks") if key in batch}
         with self.autocast():
             output = self.train_model(
-                batch["source_image"].to(device, non_blocking=True), batch["source_c2w"].to(device),
-                batch["source_intrinsics"].to(device), batch["target_c2w"].to(device),
-                batch["target_intrinsics"].to(device), render_size, uv=patches.pixel_uv(), background=background)
+                moved["source_image"], moved["source_c2w"], moved["source_intrinsics"], moved["target_c2w"],
+                moved["target_intrinsics"], render_size, uv=patches.pixel_uv(), background=moved.get("background"))
         rgb = to_patch_images(output["rgb"], patches.size).flatten(0, 1)
         opacity = to_patch_images(output["opacity"], patches.size).flatten(0, 1)
         target_rgb = patches.gather(targets).flatten(0, 1)
         target_mask = None
         if self.train_cfg.mask_loss_weight > 0:
-            target_mask = patches.gather(batch["target_masks"].to(device)).flatten(0, 1)
+            target_mask = patches.gather(moved["target_masks"]).flatten(0, 1)
         terms = self.loss_fn(rgb, target_rgb, opacity, target_mask)
         return terms, rgb.shape[0] * patches.size**2
 
