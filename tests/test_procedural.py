@@ -22,7 +22,7 @@ from mira.data import detect_format, load_object_views, read_view_index
 from mira.data.procedural import (PROCEDURAL_RADIUS, albedo, default_lighting, random_lighting, render_views,
                                   sample_objects, signed_distance)
 from mira.data.procedural.cli import main as cli_main
-from mira.data.procedural.colour import linear_to_srgb, srgb_to_linear
+from mira.data.procedural.colour import _oklab_to_linear_srgb, linear_to_srgb, max_chroma, srgb_to_linear
 from mira.data.procedural.export import (VAL_OFFSET, export_meshes, object_mesh, save_object_mesh,
                                          write_procedural_dataset)
 from mira.data.procedural.lighting import DEFAULT_ENVIRONMENT_STRENGTH, DEFAULT_SUN_STRENGTH, sun_direction
@@ -49,6 +49,28 @@ def one_view(objects, c2w: torch.Tensor, size: int, **kwargs) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def objects():
     return sample_objects([0, 1, 2], seed=0)
+
+
+# ----------------------------------------------------------------------------- colours
+def test_max_chroma_is_the_numpy_bisection_exactly_and_sits_on_the_gamut_boundary():
+    """The scalar bisection gives the very chroma the numpy one gave (so every object's colours are unchanged),
+    inside the sRGB gamut, with a slightly larger chroma outside it."""
+    def numpy_bisection(lightness, hue, steps=24):
+        low, high = 0.0, 0.4
+        for _ in range(steps):
+            middle = 0.5 * (low + high)
+            rgb = _oklab_to_linear_srgb(lightness, middle, np.cos(hue), np.sin(hue))
+            low, high = (middle, high) if rgb.min() >= 0.0 and rgb.max() <= 1.0 else (low, middle)
+        return low
+
+    rng = np.random.default_rng(7)
+    for lightness, hue in zip(rng.uniform(0.1, 1.0, 300), rng.uniform(0.0, 2.0 * np.pi, 300)):
+        chroma = max_chroma(float(lightness), float(hue))
+        assert chroma == numpy_bisection(float(lightness), float(hue))
+        inside = _oklab_to_linear_srgb(lightness, chroma, np.cos(hue), np.sin(hue))
+        outside = _oklab_to_linear_srgb(lightness, chroma + 1e-6, np.cos(hue), np.sin(hue))
+        assert inside.min() >= 0.0 and inside.max() <= 1.0
+        assert outside.min() < 0.0 or outside.max() > 1.0
 
 
 # ----------------------------------------------------------------------------- objects

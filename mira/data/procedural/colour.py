@@ -70,19 +70,30 @@ def _oklab_to_linear_srgb(lightness: float, chroma: float, cos_hue: float, sin_h
     return _LMS_TO_LINEAR_SRGB @ (_OKLAB_TO_LMS @ lab) ** 3
 
 
-def _in_gamut(rgb: np.ndarray) -> bool:
-    # min / max rather than np.all: the same test, without numpy's reduction wrappers (this runs
-    # _GAMUT_STEPS times per drawn colour, in the training process's data thread).
-    return bool(rgb.min() >= 0.0 and rgb.max() <= 1.0)
+# The two matrices as nested tuples of floats, for the bisection's scalar arithmetic.
+_OKLAB_TO_LMS_ROWS = tuple(tuple(float(v) for v in row) for row in _OKLAB_TO_LMS)
+_LMS_TO_LINEAR_SRGB_ROWS = tuple(tuple(float(v) for v in row) for row in _LMS_TO_LINEAR_SRGB)
+
+
+def _in_gamut_scalar(lightness: float, a: float, b: float) -> bool:
+    """Whether OKLab (lightness, a, b) maps inside linear sRGB [0, 1]^3: :func:`_oklab_to_linear_srgb`'s
+    products and sums in the same order, on Python floats (numpy on 3-vectors cost ~10 us per call, and
+    this runs ``_GAMUT_STEPS`` times per colour in the training process's data thread)."""
+    l_, m_, s_ = ((row[0] * lightness + row[1] * a + row[2] * b) ** 3 for row in _OKLAB_TO_LMS_ROWS)
+    for row in _LMS_TO_LINEAR_SRGB_ROWS:
+        value = row[0] * l_ + row[1] * m_ + row[2] * s_
+        if value < 0.0 or value > 1.0:
+            return False
+    return True
 
 
 def max_chroma(lightness: float, hue: float, upper: float = 0.4) -> float:
     """Largest OKLCh chroma at this lightness and hue that stays inside the sRGB gamut (bisection)."""
-    cos_hue, sin_hue = np.cos(hue), np.sin(hue)
+    cos_hue, sin_hue = float(np.cos(hue)), float(np.sin(hue))  # numpy's, as oklch_to_linear_srgb
     low, high = 0.0, upper
     for _ in range(_GAMUT_STEPS):
         middle = 0.5 * (low + high)
-        if _in_gamut(_oklab_to_linear_srgb(lightness, middle, cos_hue, sin_hue)):
+        if _in_gamut_scalar(lightness, middle * cos_hue, middle * sin_hue):
             low = middle
         else:
             high = middle
