@@ -110,6 +110,39 @@ def test_empty_composites_are_flagged_for_redrawing():
     assert ok.tolist() == [True, False]
 
 
+def test_a_rejected_composite_is_redrawn_and_the_others_keep_their_draw_and_normalisation(monkeypatch):
+    """sample_objects: an object whose first composite fails the normalisation check is drawn again with the next
+    attempt (its own normalisation), the other objects are exactly as in a batch without the failure."""
+    from mira.data.procedural import sampling
+
+    plain = sample_objects([3, 4, 5], seed=1)
+    real = sampling.measure_normalisation
+    calls = []
+
+    def reject_object_4_once(batch, *args, **kwargs):
+        scale, offset, ok = real(batch, *args, **kwargs)
+        calls.append(batch.indices.tolist())
+        if len(calls) == 1:
+            ok = ok & (batch.indices != 4)
+        return scale, offset, ok
+
+    monkeypatch.setattr(sampling, "measure_normalisation", reject_object_4_once)
+    redrawn = sample_objects([3, 4, 5], seed=1)
+    assert calls == [[3, 4, 5], [4]]
+    second = _stack([draw_object(1, 4, attempt=1)], [4], 1)
+    scale, offset, _ = real(second)
+    for name, value in redrawn._tensor_fields().items():
+        kept = plain._tensor_fields()[name]
+        for row in (0, 2):  # the redrawn object may have more parts: the batch is padded wider
+            mine = value[row] if value[row].dim() == 0 else value[row][: kept[row].shape[0]]
+            torch.testing.assert_close(mine, kept[row], rtol=0, atol=0)
+            assert not redrawn.active[row, plain.num_parts:].any()
+    torch.testing.assert_close(redrawn.scale[1:2], scale, rtol=0, atol=0)
+    torch.testing.assert_close(redrawn.offset[1:2], offset, rtol=0, atol=0)
+    parts = int(second.active.sum())
+    torch.testing.assert_close(redrawn.centre[1, :parts], second.centre[0, :parts], rtol=0, atol=0)
+
+
 # ----------------------------------------------------------------------------- signed distance
 def test_sdf_of_single_parts_matches_closed_forms():
     generator = torch.Generator().manual_seed(0)

@@ -100,8 +100,11 @@ class ProceduralObjects:
         return self.kind.shape[1]
 
     def to(self, device: torch.device | str) -> "ProceduralObjects":
-        """The same objects on ``device``."""
-        return dataclasses.replace(self, **{k: v.to(device) for k, v in self._tensor_fields().items()})
+        """The same objects on ``device`` (from the CPU to a GPU through pinned memory, without blocking)."""
+        pin = torch.device(device).type == "cuda"
+        return dataclasses.replace(self, **{
+            k: (v.pin_memory() if pin and not v.is_cuda else v).to(device, non_blocking=True)
+            for k, v in self._tensor_fields().items()})
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])

@@ -302,14 +302,20 @@ def sample_objects(indices: Sequence[int], seed: int, device: torch.device | str
     pending = list(range(len(indices)))
     scale = torch.ones(len(indices), device=device)
     offset = torch.zeros(len(indices), 3, device=device)
+    first = None
     while pending:
         batch = _stack([drawn[k] for k in pending], [indices[k] for k in pending], seed).to(device)
+        first = batch if first is None else first
         s, o, ok = measure_normalisation(batch)
         ok_list = ok.tolist()
+        done = [row for row, good in enumerate(ok_list) if good]
+        rows = torch.tensor(done, device=device)
+        targets = torch.tensor([pending[row] for row in done], device=device)
+        scale.index_copy_(0, targets, s[rows].to(scale.dtype))
+        offset.index_copy_(0, targets, o[rows].to(offset.dtype))
         retry = []
         for row, k in enumerate(pending):
             if ok_list[row]:
-                scale[k], offset[k] = s[row], o[row]
                 continue
             attempts[k] += 1
             if attempts[k] >= MAX_ATTEMPTS:
@@ -317,6 +323,8 @@ def sample_objects(indices: Sequence[int], seed: int, device: torch.device | str
             drawn[k] = draw_object(seed, indices[k], attempts[k])
             retry.append(k)
         pending = retry
+    if not any(attempts):  # nothing was redrawn: the first batch is already every object, on the device
+        return first.with_normalisation(scale, offset)
     return _stack(drawn, indices, seed).to(device).with_normalisation(scale, offset)
 
 
