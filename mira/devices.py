@@ -30,3 +30,11 @@ def resolve_device(requested: str = "auto", local_rank: int = 0) -> torch.device
             "are visible; lower torchrun's --nproc_per_node or pick another device"
         )
     return torch.device("cuda", index)
+
+
+def to_device_async(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """``tensor`` on ``device`` without blocking the host: a CPU tensor bound for a GPU goes through pinned
+    memory and an asynchronous copy (a copy from pageable memory synchronises the stream). Same values."""
+    if torch.device(device).type == "cuda" and not tensor.is_cuda:
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mira.devices import to_device_async
+
 
 @dataclass
 class Patches:
@@ -64,10 +66,7 @@ def sample_patches(batch: int, views: int, image_size: int, patch_size: int, dev
     span = image_size - size + 1
     top = torch.randint(0, span, (batch, views))
     left = torch.randint(0, span, (batch, views))
-    offsets = torch.stack([top, left])  # (2, B, V)
-    if torch.device(device).type == "cuda":
-        offsets = offsets.pin_memory()
-    offsets = offsets.to(device, non_blocking=True)
+    offsets = to_device_async(torch.stack([top, left]), device)  # (2, B, V)
     return Patches(top=offsets[0], left=offsets[1], size=size, image_size=image_size)
 
 

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from mira.data.procedural import acceleration
+from mira.devices import to_device_async
 from mira.data.procedural.sdf import (FAMILY_CAPPED_CONE, FAMILY_ELLIPSOID, FAMILY_ROUND_BOX, FAMILY_TORUS,
                                       OPERATIONS, PRIMITIVES, combine_step, primitive_sdf, to_local)
 from mira.data.procedural.texture import TEXTURES, texture_weight
@@ -101,10 +102,7 @@ class ProceduralObjects:
 
     def to(self, device: torch.device | str) -> "ProceduralObjects":
         """The same objects on ``device`` (from the CPU to a GPU through pinned memory, without blocking)."""
-        pin = torch.device(device).type == "cuda"
-        return dataclasses.replace(self, **{
-            k: (v.pin_memory() if pin and not v.is_cuda else v).to(device, non_blocking=True)
-            for k, v in self._tensor_fields().items()})
+        return dataclasses.replace(self, **{k: to_device_async(v, device) for k, v in self._tensor_fields().items()})
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
