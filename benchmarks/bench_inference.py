@@ -45,8 +45,8 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from mira.benchmarking import dinov2_base_encoder_config  # noqa: E402
-from mira.config import MiraConfig, load_config  # noqa: E402
+from mira.benchmarking import benchmark_config  # noqa: E402
+from mira.config import MiraConfig  # noqa: E402
 from mira.export.mesh import (  # noqa: E402
     COARSE_TO_FINE_MIN_RESOLUTION,
     density_grid,
@@ -111,20 +111,11 @@ class Recorder:
         return "\n".join(lines)
 
 
-def benchmark_config(args: argparse.Namespace) -> MiraConfig:
-    """The config to time, with a random DINOv2 of the right architecture."""
+def model_config(args: argparse.Namespace) -> MiraConfig:
+    """The config to time (:func:`mira.benchmarking.benchmark_config` of the command line)."""
     if args.openlrm:
-        from mira.pretrained.openlrm import published_openlrm_config
-
-        return published_openlrm_config(args.openlrm)
-    if args.triposr:
-        from mira.pretrained.triposr import published_triposr_config
-
-        return published_triposr_config()
-    cfg = load_config(args.config)
-    if cfg.model.encoder_config is None:
-        cfg.model.encoder_config = dinov2_base_encoder_config()
-    return cfg
+        return benchmark_config(args.config, f"openlrm-{args.openlrm}")
+    return benchmark_config(args.config, "triposr" if args.triposr else None)
 
 
 def config_label(args: argparse.Namespace) -> str:
@@ -151,7 +142,7 @@ def object_image(size: int = 512) -> "Image.Image":  # noqa: F821
 def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     torch.manual_seed(0)
-    cfg = benchmark_config(args)
+    cfg = model_config(args)
     recorder = Recorder(device)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16" and device.type == "cuda"
                 else nullcontext())

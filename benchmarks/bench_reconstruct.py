@@ -34,23 +34,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from mira.cameras import canonical_source_c2w  # noqa: E402
-from mira.benchmarking import dinov2_base_encoder_config, median_seconds, print_top_operators  # noqa: E402
-from mira.config import MiraConfig, load_config  # noqa: E402
+from mira.benchmarking import benchmark_config, median_seconds, print_top_operators  # noqa: E402
+from mira.config import MiraConfig  # noqa: E402
 from mira.inference.compiled import compile_reconstruction  # noqa: E402
 from mira.models import MIRA  # noqa: E402
-
-def load_benchmark_config(config_path: str, architecture: str | None) -> MiraConfig:
-    """``--config``'s file, or with ``architecture`` the published OpenLRM-base / TripoSR architecture as MIRA
-    builds it (docs/PRETRAINED.md), for a like-for-like row beside the upstream pipelines."""
-    if architecture == "openlrm-base":
-        from mira.pretrained.openlrm import published_openlrm_config
-
-        return published_openlrm_config("base")
-    if architecture == "triposr":
-        from mira.pretrained.triposr import published_triposr_config
-
-        return published_triposr_config()
-    return load_config(config_path)
 
 
 def build_model(cfg: MiraConfig, device: torch.device,
@@ -59,8 +46,6 @@ def build_model(cfg: MiraConfig, device: torch.device,
     intrinsics (1, 4). ``attention_backend``: the decoder's ``model.attention_backend`` (None: the config's)."""
     if attention_backend is not None:
         cfg.model.attention_backend = attention_backend
-    if cfg.model.encoder_config is None:
-        cfg.model.encoder_config = dinov2_base_encoder_config()
     torch.manual_seed(0)
     with torch.device(device):
         model = MIRA(cfg).eval()
@@ -122,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = True
     if args.quick:
         args.architecture = None
-    model, inputs = build_model(load_benchmark_config(args.config, args.architecture), device, args.attention_backend)
+    model, inputs = build_model(benchmark_config(args.config, args.architecture), device, args.attention_backend)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"image -> triplane, {args.architecture or args.config}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, "
           f"attention {model.config.model.attention_backend}, {name}, torch {torch.__version__}", flush=True)

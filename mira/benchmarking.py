@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
+
+if TYPE_CHECKING:
+    from mira.config import MiraConfig
 
 # facebook/dinov2-base (ViT-B/14), as in its hub config.json.
 DINOV2_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, mlp_ratio=4, patch_size=14,
@@ -21,6 +24,28 @@ def dinov2_base_encoder_config() -> dict[str, Any]:
     from mira.models.encoder import dinov2_config_dict
 
     return dinov2_config_dict(Dinov2Config(**DINOV2_BASE))
+
+
+def benchmark_config(config_path: str, architecture: str | None = None) -> "MiraConfig":
+    """The config a benchmark times: ``architecture`` "openlrm-<small|base|large>" or "triposr" gives the
+    published architecture as MIRA builds it (docs/PRETRAINED.md), for rows beside the upstream pipelines;
+    otherwise the file at ``config_path``, with a random DINOv2-base encoder if it names none."""
+    from mira.config import load_config
+
+    if architecture is not None and architecture.startswith("openlrm-"):
+        from mira.pretrained.openlrm import published_openlrm_config
+
+        return published_openlrm_config(architecture.removeprefix("openlrm-"))
+    if architecture == "triposr":
+        from mira.pretrained.triposr import published_triposr_config
+
+        return published_triposr_config()
+    if architecture is not None:
+        raise ValueError(f"unknown architecture '{architecture}': openlrm-small, openlrm-base, openlrm-large or triposr")
+    cfg = load_config(config_path)
+    if cfg.model.encoder_config is None:
+        cfg.model.encoder_config = dinov2_base_encoder_config()
+    return cfg
 
 
 def print_top_operators(call: Callable[[], object], device: torch.device, rows: int = 30, title: str = "") -> None:

@@ -13,6 +13,7 @@ from helpers_training import load_benchmark
     ("bench_reconstruct", ["--quick", "--profile", "--attention_backend", "cudnn"], "attention cudnn"),
     ("bench_mesh", ["--quick", "--profile"], "coarse-to-fine + torch (default)"),
     ("bench_quickstart", ["--quick"], "| exhaustive |"),
+    ("bench_inference", ["--quick"], "**end to end**"),
 ])
 def test_benchmark_script_prints_its_table(name, argv, expected, capsys):
     assert load_benchmark(name).main(argv) == 0
@@ -38,13 +39,18 @@ def test_fit_upper_bound_writes_the_evaluation_objects_and_records_each_fit(tmp_
     assert 0.0 < record["psnr"] < 60.0
 
 
-def test_bench_reconstruct_times_the_published_architectures_like_for_like():
-    """--architecture picks the published OpenLRM-base / TripoSR architecture as MIRA builds it (not --config)."""
+def test_benchmarks_time_the_published_architectures_like_for_like():
+    """An architecture name gives the published OpenLRM / TripoSR architecture as MIRA builds it (not --config);
+    without one, the file, with a random DINOv2-base encoder where it names none."""
+    from mira.benchmarking import benchmark_config, dinov2_base_encoder_config
     from mira.pretrained.openlrm import published_openlrm_config
     from mira.pretrained.triposr import published_triposr_config
 
-    bench = load_benchmark("bench_reconstruct")
-    assert bench.load_benchmark_config("unused.json", "openlrm-base").model == published_openlrm_config("base").model
-    assert bench.load_benchmark_config("unused.json", "triposr").model == published_triposr_config().model
+    assert benchmark_config("unused.json", "openlrm-base").model == published_openlrm_config("base").model
+    assert benchmark_config("unused.json", "openlrm-small").model == published_openlrm_config("small").model
+    assert benchmark_config("unused.json", "triposr").model == published_triposr_config().model
+    assert benchmark_config("configs/mira-base.json").model.encoder_config == dinov2_base_encoder_config()
+    with pytest.raises(ValueError, match="unknown architecture"):
+        benchmark_config("configs/mira-base.json", "lrm-huge")
     with pytest.raises(SystemExit):
-        bench.main(["--quick", "--architecture", "openlrm-large"])
+        load_benchmark("bench_reconstruct").main(["--quick", "--architecture", "openlrm-large"])
