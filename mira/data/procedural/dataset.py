@@ -32,6 +32,7 @@ from mira.data.procedural.lighting import Lighting, default_lighting, random_lig
 from mira.data.procedural.render import render_views
 from mira.data.procedural.sampling import sample_objects
 from mira.data.source_view import prepare_training_source_view
+from mira.devices import to_device_async
 
 VAL_OBJECT_OFFSET = 1_000_000_000
 # The source view is rendered this many times larger than the model input, then framed (anti-aliased).
@@ -66,7 +67,7 @@ def mixed_lighting(indices: Sequence[int], seed: int, use_random: Tensor, device
                        sun_direction=torch.cat([default.sun_direction, randomised.sun_direction[:, :pad]], dim=1),
                        sun_irradiance=torch.nn.functional.pad(default.sun_irradiance, (0, 0, 0, pad)),
                        sun_angle=torch.nn.functional.pad(default.sun_angle, (0, pad)))
-    pick = use_random.to(device)
+    pick = to_device_async(use_random, device)
 
     def choose(a: Tensor, b: Tensor) -> Tensor:
         return torch.where(pick.view(-1, *([1] * (a.dim() - 1))), a, b)
@@ -171,10 +172,10 @@ class ProceduralDataset(Dataset):
         objects = sample_objects(objects_ids, self.seed, device)
         in_targets = config.data.source_in_targets
         c2w, background, random_lights = self._cameras_and_colours(indices, k + (0 if in_targets else 1))
-        c2w, background = c2w.to(device), background.to(device)
+        c2w, background = to_device_async(c2w, device), to_device_async(background, device)
         lighting = mixed_lighting(objects_ids, self.seed, random_lights, device)
         batch = len(indices)
-        intrinsics = self.intrinsics.to(device).expand(batch, c2w.shape[1], 4)
+        intrinsics = to_device_async(self.intrinsics, device).expand(batch, c2w.shape[1], 4)
         source_size = SOURCE_SUPERSAMPLING * config.model.source_size
         source_rgba = render_views(objects, c2w[:, :1], intrinsics[:, :1], source_size, source_size,
                                    lighting=lighting, supersample=1)[:, 0]

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from mira.cameras import spherical_to_cartesian
 from mira.data.procedural.objects import batch_index
+from mira.devices import to_device_async
 
 DEFAULT_ENVIRONMENT_STRENGTH = 0.7
 DEFAULT_SUN_STRENGTH = 0.9
@@ -104,7 +105,7 @@ def default_lighting(batch: int, device: torch.device | str = "cpu") -> Lighting
     direction = sun_direction(DEFAULT_SUN_AZIMUTH_DEG, DEFAULT_SUN_ELEVATION_DEG)
     return Lighting(
         environment=torch.full((batch, 3), DEFAULT_ENVIRONMENT_STRENGTH, device=device),
-        sun_direction=direction.to(device).expand(batch, 1, 3).clone(),
+        sun_direction=to_device_async(direction, device).expand(batch, 1, 3).clone(),
         sun_irradiance=torch.full((batch, 1, 3), DEFAULT_SUN_STRENGTH, device=device),
         sun_angle=torch.full((batch, 1), math.radians(DEFAULT_SUN_ANGLE_DEG), device=device),
     )
@@ -134,6 +135,6 @@ def random_lighting(indices: Sequence[int], seed: int, device: torch.device | st
         angles.append(sun_ang)
 
     def tensor(values: list) -> Tensor:
-        return torch.as_tensor(np.stack(values), dtype=torch.float32, device=device)
+        return to_device_async(torch.as_tensor(np.stack(values), dtype=torch.float32), device)
 
     return Lighting(tensor(environment), tensor(directions), tensor(irradiance), tensor(angles))
