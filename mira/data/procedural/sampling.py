@@ -29,6 +29,7 @@ from mira.data.procedural.objects import MAX_PARTS, PROCEDURAL_RADIUS, Procedura
 from mira.data.procedural.sdf import PRIMITIVE_FAMILY, PRIMITIVES, SMOOTH_UNION, SUBTRACTION, UNION
 from mira.data.procedural.texture import (MAX_NOISE_WAVELENGTH, MAX_TEXTURE_PERIOD, MIN_NOISE_WAVELENGTH,
                                           MIN_TEXTURE_PERIOD, NOISE_WAVES, TEXTURES)
+from mira.devices import to_device_async
 
 # ------------------------------------------------------------------ drawing (raw units)
 PART_COUNT_PROBABILITIES = (0.10, 0.20, 0.25, 0.20, 0.15, 0.10)  # 1 .. MAX_PARTS parts
@@ -309,8 +310,8 @@ def sample_objects(indices: Sequence[int], seed: int, device: torch.device | str
         s, o, ok = measure_normalisation(batch)
         ok_list = ok.tolist()
         done = [row for row, good in enumerate(ok_list) if good]
-        rows = torch.tensor(done, device=device)
-        targets = torch.tensor([pending[row] for row in done], device=device)
+        rows = to_device_async(torch.tensor(done, dtype=torch.long), device)
+        targets = to_device_async(torch.tensor([pending[row] for row in done], dtype=torch.long), device)
         scale.index_copy_(0, targets, s[rows].to(scale.dtype))
         offset.index_copy_(0, targets, o[rows].to(offset.dtype))
         retry = []
