@@ -497,6 +497,12 @@ def time_pipeline(pipeline: ReferencePipeline, args: argparse.Namespace) -> dict
     planes = recorder.time("image -> triplane", reconstruct, args.repeats, args.warmup,
                            joined(f"batch 1, {pipeline.input_note}, triplane {tuple(reconstruct().shape[1:])}", note))
     planes = planes.float()
+    if args.reconstruct_only:
+        print(recorder.table(), flush=True)
+        return {"model": pipeline.label, "reference": pipeline.reference,
+                "reference_commit": reference_commit(args.reference_dir, pipeline.reference),
+                "config": pipeline.config, "precision": precision.label, "parameters_m": pipeline.parameters_m,
+                "rows": recorder.rows}
 
     first = len(recorder.rows)
     query, note = precision.stage(lambda: pipeline.density_grid(planes, n))
@@ -597,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--quick", action="store_true",
                         help="tiny configs on the CPU, mesh 32^3, 2 frames at 32^2 (smoke test)")
+    parser.add_argument("--reconstruct_only", action="store_true",
+                        help="time image -> triplane only (--repeats times), not the mesh and video stages")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     args.models = selected_models(args.models, args.quick)

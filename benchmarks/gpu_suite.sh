@@ -4,6 +4,8 @@
 #   bash benchmarks/gpu_suite.sh reference OUTDIR REF_DIR   # MIRA as OpenLRM-base / TripoSR beside the upstream
 #                                                           # pipelines (REF_DIR: a copy of shared/reference), and
 #                                                           # bench_reconstruct of the same two architectures
+#   bash benchmarks/gpu_suite.sh triplanes OUTDIR REF_DIR   # image -> triplane only: upstream OpenLRM-base and TripoSR
+#                                                           # (median of 20) and MIRA running the same architectures
 #   bash benchmarks/gpu_suite.sh mesh OUTDIR                # issue 12 without mp4: bench_mesh on the shipped model
 #                                                           # (256^3, 512^3, profiled), bench_reconstruct, bench_ray_ops
 #   bash benchmarks/gpu_suite.sh quickstart OUTDIR          # test.py's per-image stages (bench_quickstart, profiled);
@@ -52,6 +54,17 @@ case "$part" in
     python3 benchmarks/bench_reference.py --device cuda --precision bf16 --model openlrm-base --model triposr \
       --reference_dir "$ref" --repeats 1 --warmup 1 --json "$out/reference.json" 2>&1 | tee "$out/reference.log"
     for arch in openlrm-base triposr; do  # image -> triplane of the same architectures, every way MIRA can run it
+      python3 benchmarks/bench_reconstruct.py --device cuda --architecture $arch > "$out/reconstruct_$arch.log" 2>&1
+      grep "^|" "$out/reconstruct_$arch.log"
+    done
+    ;;
+  triplanes)
+    ref=${3:?give the folder that holds openlrm/ and triposr/ (a copy of shared/reference)}
+    python3 benchmarks/bench_reference.py --device cuda --precision bf16 --model openlrm-base --model triposr \
+      --reference_dir "$ref" --reconstruct_only --repeats 20 --warmup 3 --json "$out/reference_triplanes.json" \
+      > "$out/reference_triplanes.log" 2>&1
+    grep "^|\|^###" "$out/reference_triplanes.log"
+    for arch in openlrm-base triposr; do
       python3 benchmarks/bench_reconstruct.py --device cuda --architecture $arch > "$out/reconstruct_$arch.log" 2>&1
       grep "^|" "$out/reconstruct_$arch.log"
     done

@@ -36,6 +36,7 @@ DECODER_BLOCK_ORDERS = ("cross_self_mlp", "self_cross_mlp")
 PLANE_AXES_CHOICES = ("xy_xz_yz", "xy_xz_zy")
 FIELD_ACTIVATIONS = ("silu", "relu")
 DENSITY_ACTIVATIONS = ("softplus", "exp")
+PROJECT_PLANES_MODES = ("auto", "on", "off")
 RAY_MARCHING_SCHEMES = ("mira", "eg3d", "normalized_midpoint")
 
 
@@ -176,6 +177,13 @@ class RendererConfig:
     # the backward pass (torch.utils.checkpoint): per ray sample about 1.2 kB less memory, one more forward
     # of the field.
     field_checkpointing: bool = False
+    # Apply the field MLP's first layer to the planes before the lookup ("on"): bilinear interpolation and
+    # a linear layer commute, so each plane is multiplied by its block of the first layer's weight
+    # (B x 3 x R^2 rows, not B x P sample rows) and the lookup reads and adds the three projected planes
+    # (mlp_hidden_dim channels each) instead of writing the 3 C concatenated features of every sample.
+    # Same function (up to rounding); "off": the lookup as written above; "auto": on when mlp_hidden_dim is
+    # at most the planes' channels (the lookup then reads no more than before).
+    project_planes: str = "auto"
     # Density = softplus(mlp_output + density_bias) (or exp, density_activation); negative starts the
     # field mostly empty (EG3D: -1).
     density_bias: float = -1.0
@@ -426,6 +434,8 @@ class MiraConfig:
             fail("field_activation", f"must be one of {FIELD_ACTIVATIONS}, got '{r.field_activation}'")
         if r.density_activation not in DENSITY_ACTIVATIONS:
             fail("density_activation", f"must be one of {DENSITY_ACTIVATIONS}, got '{r.density_activation}'")
+        if r.project_planes not in PROJECT_PLANES_MODES:
+            fail("project_planes", f"must be one of {PROJECT_PLANES_MODES}, got '{r.project_planes}'")
         if r.ray_marching == "normalized_midpoint" and r.importance_samples_per_ray != 0:
             fail("importance_samples_per_ray", "must be 0 for ray_marching 'normalized_midpoint' (no importance sampling)")
         if d.source_background_color is not None and len(d.source_background_color) != 3:

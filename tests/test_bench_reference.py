@@ -60,3 +60,20 @@ def test_quick_reference_benchmark(model: str, tmp_path: Path) -> None:
                                                       "video: render 2 x 32^2"))
     assert rows["**total** (triplane + mesh 32^3 + 2-frame video)"]["seconds"] == pytest.approx(total)
     assert " faces" in rows["mesh 32^3: vertex colours"]["note"]
+
+
+def test_reconstruct_only_times_image_to_triplane_alone(tmp_path: Path) -> None:
+    """--reconstruct_only: one row (image -> triplane, --repeats times), no mesh or video stage."""
+    if not REFERENCE_DIR.is_dir():
+        pytest.skip(f"no reference code at {REFERENCE_DIR} (shared/reference beside the repository)")
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    completed = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--model", "triposr", "--reconstruct_only",
+                                "--json", str(out)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if completed.returncode == 2 and MISSING_PACKAGES in completed.stderr:
+        pytest.skip(completed.stderr.strip().splitlines()[-1])
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    (timed,) = json.loads(out.read_text())["results"]
+    assert [row["stage"] for row in timed["rows"]] == ["image -> triplane"]
+    assert timed["rows"][0]["seconds"] > 0
+    assert "| image -> triplane |" in completed.stdout and "video" not in completed.stdout

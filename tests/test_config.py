@@ -115,3 +115,9 @@ def test_save_json_round_trip(tmp_path: Path) -> None:
     config = load_config(CONFIG_DIR / "tiny.json", num_layers=4)
     config.save_json(tmp_path / "saved.json")
     assert MiraConfig.from_json(tmp_path / "saved.json") == config
+
+
+def test_project_planes_mode_is_checked(tmp_path: Path) -> None:
+    path = write_json(tmp_path / "projection.json", {"project_planes": "sometimes"})
+    with pytest.raises(ConfigError, match="project_planes"):
+        load_config(path)

@@ -25,26 +25,29 @@ def _points(batch: int, count: int, generator: torch.Generator) -> torch.Tensor:
     return points
 
 
-def _compare(triplanes: torch.Tensor, points: torch.Tensor, plane_axes: str, device: str) -> tuple[float, float]:
-    """Max abs differences (features, triplane gradients) between the fused kernels and grid_sample."""
+def _compare(triplanes: torch.Tensor, points: torch.Tensor, plane_axes: str, device: str,
+             aggregation: str = "concat") -> tuple[float, float]:
+    """Max abs differences (features, triplane gradients) between the fused kernels and grid_sample, the planes'
+    features concatenated or (``aggregation`` "sum") added."""
     triplanes = triplanes.to(device).requires_grad_(True)
     points = points.to(device)
-    reference = sample_triplane(triplanes, points, BOX_MIN.to(device), BOX_MAX.to(device), "concat", plane_axes)
+    reference = sample_triplane(triplanes, points, BOX_MIN.to(device), BOX_MAX.to(device), aggregation, plane_axes)
     weights = torch.randn(reference.shape, generator=torch.Generator().manual_seed(1)).to(device)
     (reference * weights).sum().backward()
     reference_grad, triplanes.grad = triplanes.grad.clone(), None
     fused = fused_sample_triplane(triplanes, normalize_points(points, BOX_MIN.to(device), BOX_MAX.to(device)),
-                                  PLANE_AXES_BY_NAME[plane_axes], torch.float32)
+                                  PLANE_AXES_BY_NAME[plane_axes], torch.float32, sum_planes=aggregation == "sum")
     (fused * weights).sum().backward()
     return (fused - reference).abs().max().item(), (triplanes.grad - reference_grad).abs().max().item()
 
 
+@pytest.mark.parametrize("aggregation", ["concat", "sum"])
 @pytest.mark.parametrize("plane_axes", sorted(PLANE_AXES_BY_NAME))
-def test_fused_sampling_matches_grid_sample_on_cpu_interpreter(plane_axes: str) -> None:
+def test_fused_sampling_matches_grid_sample_on_cpu_interpreter(plane_axes: str, aggregation: str) -> None:
     generator = torch.Generator().manual_seed(0)
     # Non-square planes (H 7, W 6), C not a power of two, P not a multiple of the kernel's block.
     triplanes = torch.randn(2, 3, 5, 7, 6, generator=generator)
-    value_error, grad_error = _compare(triplanes, _points(2, 70, generator), plane_axes, "cpu")
+    value_error, grad_error = _compare(triplanes, _points(2, 70, generator), plane_axes, "cpu", aggregation)
     assert value_error < 1e-5
     assert grad_error < 1e-5
 
@@ -88,11 +91,12 @@ def test_field_checkpointing_keeps_values_and_gradients() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the compiled kernels)")
+@pytest.mark.parametrize("aggregation", ["concat", "sum"])
 @pytest.mark.parametrize("plane_axes", sorted(PLANE_AXES_BY_NAME))
-def test_fused_sampling_matches_grid_sample_on_cuda(plane_axes: str) -> None:
+def test_fused_sampling_matches_grid_sample_on_cuda(plane_axes: str, aggregation: str) -> None:
     generator = torch.Generator().manual_seed(0)
     triplanes = torch.randn(3, 3, 40, 64, 64, generator=generator)
-    value_error, grad_error = _compare(triplanes, _points(3, 20000, generator), plane_axes, "cuda")
+    value_error, grad_error = _compare(triplanes, _points(3, 20000, generator), plane_axes, "cuda", aggregation)
     assert value_error < 1e-5
     assert grad_error < 1e-4  # fp32 atomics accumulate in a different order
 
@@ -125,3 +129,103 @@ def test_lookup_benchmark_runs_and_checks_agreement(capsys) -> None:
     assert "| grid_sample |" in out and "| fused Triton |" in out
     errors = [float(word.rstrip(",")) for word in out.split("max |difference|: ")[1].split() if word[0].isdigit()]
     assert len(errors) == 2 and max(errors) < 1e-5
+
+
+def test_kernels_compile_for_hopper_without_a_gpu() -> None:
+    """Every variant of the lookup kernel (forward / backward, concatenated / summed planes, the tuned block
+    shapes) compiles for an H100 (sm_90) here, so a kernel that only the interpreter accepts fails in CI and not
+    on a lent GPU."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from mira.rendering.triplane_kernels import TUNING, _sample_kernel
+
+    kernel = triton.jit(_sample_kernel)
+    pointer_args = {"src_ptr", "dst_ptr", "grid_ptr"}
+    for backward in (False, True):
+        for sum_planes in (False, True):
+            block_p, block_c, warps = TUNING[-1] if sum_planes else TUNING[0]
+            constants = {"CHANNELS": 64 if sum_planes else 80, "BACKWARD": backward, "SUM_PLANES": sum_planes,
+                         "BLOCK_P": block_p, "BLOCK_C": block_c}
+            signature = {}
+            for name in kernel.arg_names:
+                if name in constants:
+                    signature[name] = "constexpr"
+                elif name in pointer_args:
+                    signature[name] = "*fp32" if backward or name == "grid_ptr" else "*bf16"
+                else:
+                    signature[name] = "i32"
+            source = ASTSource(fn=kernel, signature=signature,
+                               constexprs={(kernel.arg_names.index(k),): v for k, v in constants.items()})
+            compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
+            assert "atom" in compiled.asm["ptx"] if backward else "ld.global" in compiled.asm["ptx"]
+
+
+@pytest.mark.parametrize("aggregation, plane_axes, ray_marching", [
+    ("concat", "xy_xz_yz", "mira"), ("sum", "xy_xz_zy", "eg3d"), ("mean", "xy_xz_yz", "normalized_midpoint")])
+def test_projected_planes_render_and_learn_as_the_plain_lookup(aggregation: str, plane_axes: str,
+                                                               ray_marching: str) -> None:
+    """renderer.project_planes "on" (the field's first layer applied to the planes, the projected planes added
+    at each sample) renders the same colours, depths and opacities and gives the same gradients to the
+    triplanes and every field weight as "off" (features looked up, then the first layer)."""
+    importance = 0 if ray_marching == "normalized_midpoint" else 8
+    outputs = []
+    for mode in ("off", "on"):
+        config = RendererConfig(rendering_samples_per_ray=8, importance_samples_per_ray=importance, mlp_hidden_dim=16,
+                                triplane_aggregation=aggregation, plane_axes=plane_axes, ray_marching=ray_marching,
+                                project_planes=mode)
+        torch.manual_seed(2)  # the same field weights for both
+        renderer = TriplaneRenderer(config, triplane_dim=6).double().train()
+        assert renderer.projects_planes == (mode == "on")
+        generator = torch.Generator().manual_seed(3)
+        planes = torch.randn(2, 3, 6, 8, 8, generator=generator, dtype=torch.float64).requires_grad_(True)
+        origins = torch.tensor([0.2, -0.1, 3.0], dtype=torch.float64).expand(2, 24, 3).contiguous()
+        directions = torch.nn.functional.normalize(torch.randn(2, 24, 3, generator=generator, dtype=torch.float64)
+                                                   * 0.25 + torch.tensor([0.0, 0.0, -1.0], dtype=torch.float64), dim=-1)
+        torch.manual_seed(5)  # the same stratified jitter and importance samples
+        out = renderer(planes, origins, directions)
+        (out["rgb"].square().sum() + out["depth"].sum() + out["opacity"].sum()).backward()
+        outputs.append((out, planes.grad, {name: p.grad for name, p in renderer.field.named_parameters()}))
+    (out_off, planes_off, params_off), (out_on, planes_on, params_on) = outputs
+    assert out_off["opacity"].max() > 0.05  # the rays see the field
+    for key in ("rgb", "depth", "opacity"):
+        torch.testing.assert_close(out_on[key], out_off[key], rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(planes_on, planes_off, rtol=1e-9, atol=1e-10)
+    for name, grad in params_off.items():
+        torch.testing.assert_close(params_on[name], grad, rtol=1e-9, atol=1e-10, msg=name)
+
+
+def test_project_planes_auto_projects_only_when_it_reads_no_more_channels() -> None:
+    from mira.rendering.renderer import planes_are_projected
+
+    assert planes_are_projected("auto", hidden_dim=64, triplane_dim=80)  # mira-base, OpenLRM
+    assert not planes_are_projected("auto", hidden_dim=64, triplane_dim=32)  # mira-demo
+    assert planes_are_projected("on", hidden_dim=64, triplane_dim=32)
+    assert not planes_are_projected("off", hidden_dim=64, triplane_dim=80)
+    with pytest.raises(ValueError, match="project_planes"):
+        planes_are_projected("always", hidden_dim=64, triplane_dim=80)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the compiled kernels)")
+def test_projected_planes_match_under_bf16_autocast_on_cuda() -> None:
+    """Training's case on the GPU: bf16 triplanes, fused lookups; projected and plain agree to bf16 rounding."""
+    outputs = []
+    for mode in ("off", "on"):
+        config = RendererConfig(rendering_samples_per_ray=32, importance_samples_per_ray=32, project_planes=mode)
+        torch.manual_seed(2)
+        renderer = TriplaneRenderer(config, triplane_dim=80).cuda().train()
+        generator = torch.Generator().manual_seed(3)
+        planes = (torch.randn(2, 3, 80, 64, 64, generator=generator) * 0.5).cuda().bfloat16().requires_grad_(True)
+        origins = torch.tensor([0.2, -0.1, 3.0]).expand(2, 4096, 3).contiguous().cuda()
+        directions = torch.nn.functional.normalize(torch.randn(2, 4096, 3, generator=generator) * 0.25
+                                                   + torch.tensor([0.0, 0.0, -1.0]), dim=-1).cuda()
+        torch.manual_seed(5)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            rgb = renderer(planes, origins, directions)["rgb"]
+        rgb.square().sum().backward()
+        outputs.append((rgb.float(), planes.grad.float(), renderer.field.mlp[0].weight.grad.float()))
+    (rgb_off, planes_off, weight_off), (rgb_on, planes_on, weight_on) = outputs
+    torch.testing.assert_close(rgb_on, rgb_off, atol=2e-2, rtol=2e-2)
+    assert (planes_on - planes_off).norm() / planes_off.norm() < 2e-2
+    assert (weight_on - weight_off).norm() / weight_off.norm() < 2e-2

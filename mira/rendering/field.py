@@ -116,9 +116,35 @@ class TriplaneField(nn.Module):
     def forward_raw(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """Features (..., F) -> the density logit (..., 1) before :meth:`activate_density`, and colour
         (..., 3) in [-w, 1 + w] (the "eg3d" ray marching averages logits before activating them)."""
-        raw = self.mlp(features)
+        return self.forward_raw_after_first_layer(self.mlp[0](features))
+
+    def forward_raw_after_first_layer(self, first: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`forward_raw` from the first linear layer's output (..., H) (bias included)."""
+        raw = self.mlp[1:](first)
         rgb = torch.sigmoid(raw[..., 1:]) * (1.0 + 2.0 * self.color_widening) - self.color_widening
         return raw[..., :1], rgb
+
+    def project_planes(self, triplanes: Tensor, aggregation: str) -> Tensor:
+        """The first linear layer applied to each plane: (B, 3, C, R, R) -> (B, 3, H, R, R), no bias.
+
+        Bilinear interpolation and a linear layer commute, so the first layer's output at a point is the
+        sum over planes of the projected planes' bilinear values, plus the bias: each plane is multiplied
+        by its block of the weight ("concat": columns ``plane*C:(plane+1)*C``; "sum": the whole weight;
+        "mean": a third of it). Returned as a channels-last tensor viewed as (B, 3, H, R, R), the layout
+        the fused lookup reads without a copy.
+        """
+        first = self.mlp[0]
+        batch, planes, channels, height, width = triplanes.shape
+        weight = first.weight  # (H, F)
+        if aggregation == "concat":
+            blocks = weight.unflatten(1, (3, channels)).transpose(0, 1)  # (3, H, C)
+        elif aggregation in ("sum", "mean"):
+            blocks = weight.expand(3, *weight.shape) / (3.0 if aggregation == "mean" else 1.0)
+        else:
+            raise ValueError(f"mira/rendering/field.py: aggregation must be concat, sum or mean, got '{aggregation}'")
+        rows = triplanes.permute(0, 1, 3, 4, 2).reshape(batch, planes, height * width, channels)
+        projected = torch.matmul(rows, blocks.transpose(1, 2).to(rows.dtype))  # (B, 3, R*R, H)
+        return projected.reshape(batch, planes, height, width, -1).permute(0, 1, 4, 2, 3)
 
     def activate_density(self, logit: Tensor) -> Tensor:
         """Density logit (...) -> density ``softplus(logit + density_bias)`` >= 0 (``exp(logit + density_bias)``

@@ -76,6 +76,7 @@ class TriplaneRenderer(nn.Module):
             density_activation=cfg.density_activation,
         )
         self.plane_axes = cfg.plane_axes
+        self.projects_planes = planes_are_projected(cfg.project_planes, cfg.mlp_hidden_dim, triplane_dim)
         self.ray_marching = cfg.ray_marching
         if self.ray_marching == "eg3d" and (self.num_coarse_samples < 4 or self.num_fine_samples < 0):
             raise ValueError("mira/rendering/renderer.py: ray_marching 'eg3d' needs rendering_samples_per_ray >= 4")
@@ -103,6 +104,11 @@ class TriplaneRenderer(nn.Module):
 
     def _field_logits(self, triplanes: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`point_logits` without checkpointing."""
+        if self.projects_planes:  # the MLP's first layer applied to the planes (renderer.project_planes)
+            projected = self.field.project_planes(triplanes, self.aggregation)
+            first = sample_triplane(projected, points, self.box_min, self.box_max, "sum", self.plane_axes,
+                                    fused=self.config.fused_sampling)
+            return self.field.forward_raw_after_first_layer(first + self.field.mlp[0].bias.to(first.dtype))
         features = sample_triplane(triplanes, points, self.box_min, self.box_max, self.aggregation, self.plane_axes,
                                    fused=self.config.fused_sampling)
         return self.field.forward_raw(features)
@@ -336,6 +342,14 @@ class TriplaneRenderer(nn.Module):
                                               presorted=not self.training)
         out = composite(density, rgb, t, interval_edges(t, near, far), background)
         return {key: out[key] for key in OUTPUT_CHANNELS}
+
+
+def planes_are_projected(mode: str, hidden_dim: int, triplane_dim: int) -> bool:
+    """Whether ``renderer.project_planes`` = ``mode`` applies the field's first layer to the planes: "on", or
+    "auto" when the projected planes have no more channels (``hidden_dim``) than the planes (``triplane_dim``)."""
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"mira/rendering/renderer.py: project_planes must be auto, on or off, got '{mode}'")
+    return mode == "on" or (mode == "auto" and hidden_dim <= triplane_dim)
 
 
 def _check_batch(triplanes: Tensor, tensor: Tensor, name: str) -> None:

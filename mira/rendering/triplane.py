@@ -74,13 +74,20 @@ def sample_triplane(
         raise ValueError(f"mira/rendering/triplane.py: plane_axes must be one of {sorted(PLANE_AXES_BY_NAME)}, got '{plane_axes}'")
     if fused and fused_sampling_available(triplanes) and not points.requires_grad:
         out_dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else dtype
-        features = fused_sample_triplane(triplanes, q, PLANE_AXES_BY_NAME[plane_axes], out_dtype)
-        return aggregate_planes(features, channels, aggregation)
+        summed = aggregation in ("sum", "mean")  # the kernel adds the planes itself: 3x narrower output
+        features = fused_sample_triplane(triplanes, q, PLANE_AXES_BY_NAME[plane_axes], out_dtype, sum_planes=summed)
+        if aggregation == "mean":
+            return features / 3.0
+        return features
     grid = torch.stack([q[..., list(axes)] for axes in PLANE_AXES_BY_NAME[plane_axes]], dim=1)  # (B, 3, P, 2)
     grid = grid.reshape(batch * 3, 1, num_points, 2)
     planes = triplanes.to(dtype).reshape(batch * 3, channels, height, width)
     features = F.grid_sample(planes, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    features = features.reshape(batch, 3, channels, num_points).permute(0, 3, 1, 2)  # (B, P, 3, C)
+    features = features.reshape(batch, 3, channels, num_points)
+    if aggregation in ("sum", "mean"):  # add the planes before the (B, P, C) transpose: no 3C-wide copy
+        summed = features.sum(dim=1).transpose(1, 2)
+        return summed / 3.0 if aggregation == "mean" else summed
+    features = features.permute(0, 3, 1, 2)  # (B, P, 3, C)
     return aggregate_planes(features.reshape(batch, num_points, 3 * channels), channels, aggregation)
 
 
