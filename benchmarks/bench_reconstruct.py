@@ -9,7 +9,9 @@ Random weights of ``--config`` (default ``configs/mira-base.json``; the DINOv2-b
 * ``bf16 weights + compile``: and ``torch.compile`` of the whole ``forward_triplanes``;
 * ``bf16 weights + compile + CUDA graphs``: ``torch.compile(mode="reduce-overhead")``;
 * ``test.py --compile --precision bf16``: the same through :func:`mira.inference.compiled.compile_reconstruction`
-  (encoder and decoder in bf16, renderer in fp32), as the pipeline runs it.
+  (encoder and decoder in bf16, renderer in fp32), as the pipeline runs it;
+* ``bf16 weights + CUDA graphs, no compile``: :func:`mira.inference.compiled.graph_reconstruction`, the eager
+  bf16 forward captured as a CUDA graph (CUDA only).
 
 Each variant's triplanes are compared with fp32's (relative error). ``--profile`` prints the top operators of
 one ``autocast bf16`` call (``torch.profiler``, device time), to say whether the time is kernels or launches.
@@ -36,7 +38,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from mira.cameras import canonical_source_c2w  # noqa: E402
 from mira.benchmarking import benchmark_config, median_seconds, print_top_operators  # noqa: E402
 from mira.config import MiraConfig  # noqa: E402
-from mira.inference.compiled import compile_reconstruction  # noqa: E402
+from mira.inference.compiled import compile_reconstruction, graph_reconstruction  # noqa: E402
 from mira.models import MIRA  # noqa: E402
 
 
@@ -80,6 +82,8 @@ def variants(model: MIRA, inputs: tuple[torch.Tensor, ...], device: torch.device
         if device.type == "cuda":  # what test.py --compile --precision bf16 runs
             pipeline_call = compile_reconstruction(copy.deepcopy(model), torch.bfloat16)
             calls["test.py --compile --precision bf16"] = lambda: pipeline_call(images, c2w, intrinsics)
+            eager_graph = graph_reconstruction(copy.deepcopy(model), torch.bfloat16)
+            calls["bf16 weights + CUDA graphs, no compile"] = lambda: eager_graph(images, c2w, intrinsics)
     return calls
 
 
@@ -124,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         print_top_operators(calls["autocast bf16"], device, 25, "autocast bf16, one call:")
         print_top_operators(calls["bf16 weights"], device, 25, "bf16 weights, one call:")
+        if "bf16 weights + compile" in calls:  # the compiled kernels (outside a graph, so the profiler sees each)
+            print_top_operators(calls["bf16 weights + compile"], device, 25, "bf16 weights + compile, one call:")
     return 0
 
 

@@ -311,3 +311,32 @@ def test_compiled_reconstruction_gives_the_model_triplanes(tiny_checkpoint, obje
     in_bf16 = reconstruct(prepared.image[None], prepared.c2w[None], prepared.intrinsics[None])
     assert in_bf16.dtype == torch.float32
     assert float((in_bf16 - expected).norm() / expected.norm()) < 0.05
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (CUDA graphs)")
+def test_graph_reconstruction_replays_the_model_on_cuda(tiny_checkpoint, object_png):
+    """mira.inference.compiled.graph_reconstruction: the eager forward captured once per shape and replayed gives
+    the model's triplanes for each new image (the graph reads its input buffers, not the captured image)."""
+    from mira.inference.compiled import graph_reconstruction
+
+    model = load_model(str(tiny_checkpoint)).cuda()
+    reconstruct = graph_reconstruction(model, None)
+    c2w, intrinsics = _source_camera(model)
+    for seed in (0, 1):
+        images = torch.rand(1, 3, model.config.model.source_size, model.config.model.source_size,
+                            generator=torch.Generator().manual_seed(seed)).cuda()
+        with torch.inference_mode():
+            expected = model.forward_triplanes(images, c2w, intrinsics).float()
+        torch.testing.assert_close(reconstruct(images, c2w, intrinsics), expected, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="CUDA"):
+        reconstruct(images.cpu(), c2w.cpu(), intrinsics.cpu())
+
+
+def _source_camera(model) -> tuple[torch.Tensor, torch.Tensor]:
+    """The canonical source camera of ``model``'s config on CUDA: c2w (1, 4, 4), intrinsics (1, 4)."""
+    from mira.cameras import canonical_source_c2w
+
+    data = model.config.data
+    focal = data.source_model_focal or data.focal_length
+    c2w = canonical_source_c2w(torch.tensor([data.source_distance_per_focal * focal]), data.source_camera_azimuth_deg)
+    return c2w.cuda(), torch.tensor([[focal, focal, 0.5, 0.5]]).cuda()
