@@ -184,6 +184,10 @@ class RendererConfig:
     # Same function (up to rounding); "off": the lookup as written above; "auto": on when mlp_hidden_dim is
     # at most the planes' channels (the lookup then reads no more than before).
     project_planes: str = "auto"
+    # With projected planes on CUDA: the lookup and the rest of the field MLP in one Triton kernel, forward and
+    # backward (mira/rendering/field_kernels.py; same function, nothing per sample kept for the backward, so
+    # field_checkpointing is not needed and is skipped for it). Hidden width 16-128 (a power of two).
+    fused_field: bool = False
     # Density = softplus(mlp_output + density_bias) (or exp, density_activation); negative starts the
     # field mostly empty (EG3D: -1).
     density_bias: float = -1.0

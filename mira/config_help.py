@@ -63,6 +63,7 @@ RENDERER_KEYS: dict[str, str] = {
     "fused_sampling": "on CUDA, read triplanes with the channels-last Triton kernels (same values, faster)",
     "field_checkpointing": "training: recompute the field's features and MLP in the backward (much less memory)",
     "project_planes": "apply the field MLP's first layer to the planes before the lookup: auto, on or off (same values)",
+    "fused_field": "on CUDA with projected planes: lookup + field MLP in one Triton kernel, forward and backward",
     "density_bias": "density = softplus(mlp + density_bias); negative starts the field mostly empty",
     "color_sigmoid_widening": "colour = sigmoid(x) * (1 + 2w) - w; 0 gives a plain sigmoid",
     "mesh_density_threshold": "density level of the mesh surface (marching cubes); a property of a trained field",

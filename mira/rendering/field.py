@@ -120,7 +120,10 @@ class TriplaneField(nn.Module):
 
     def forward_raw_after_first_layer(self, first: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`forward_raw` from the first linear layer's output (..., H) (bias included)."""
-        raw = self.mlp[1:](first)
+        return self.split_raw(self.mlp[1:](first))
+
+    def split_raw(self, raw: Tensor) -> tuple[Tensor, Tensor]:
+        """The MLP's output (..., 4) -> the density logit (..., 1) and colour (..., 3) in [-w, 1 + w]."""
         rgb = torch.sigmoid(raw[..., 1:]) * (1.0 + 2.0 * self.color_widening) - self.color_widening
         return raw[..., :1], rgb
 

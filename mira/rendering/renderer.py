@@ -18,6 +18,7 @@ from mira.rendering.eg3d_marching import (
     smoothed_importance_samples,
 )
 from mira.rendering.field import TriplaneField
+from mira.rendering.field_kernels import fused_field_raw, fused_field_supported
 from mira.rendering.midpoint_marching import composite_normalized, intersect_shrunk_box, midpoint_samples
 from mira.rendering.occupancy import OccupancyGrid
 from mira.rendering.ray_sampler import (
@@ -27,7 +28,8 @@ from mira.rendering.ray_sampler import (
     merge_samples,
     stratified_samples,
 )
-from mira.rendering.triplane import aggregated_dim, sample_triplane
+from mira.rendering.triplane import PLANE_AXES_BY_NAME, aggregated_dim, normalize_points, sample_triplane
+from mira.rendering.triplane_kernels import fused_sampling_available
 
 OUTPUT_CHANNELS = {"rgb": 3, "depth": 1, "opacity": 1}
 
@@ -77,6 +79,8 @@ class TriplaneRenderer(nn.Module):
         )
         self.plane_axes = cfg.plane_axes
         self.projects_planes = planes_are_projected(cfg.project_planes, cfg.mlp_hidden_dim, triplane_dim)
+        self.fuses_field = (cfg.fused_field and self.projects_planes
+                            and fused_field_supported(self.field, cfg.mlp_hidden_dim, cfg.field_activation))
         self.ray_marching = cfg.ray_marching
         if self.ray_marching == "eg3d" and (self.num_coarse_samples < 4 or self.num_fine_samples < 0):
             raise ValueError("mira/rendering/renderer.py: ray_marching 'eg3d' needs rendering_samples_per_ray >= 4")
@@ -98,7 +102,9 @@ class TriplaneRenderer(nn.Module):
 
     def point_logits(self, triplanes: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
         """Density logits (B, P, 1) (before the field's ``activate_density``) and colour (B, P, 3) at world points."""
-        if self.config.field_checkpointing and self.training and torch.is_grad_enabled():
+        fused = self.fuses_field and fused_sampling_available(triplanes) and not points.requires_grad
+        # the fused field keeps only its inputs for the backward: nothing to gain from recomputing it
+        if self.config.field_checkpointing and self.training and torch.is_grad_enabled() and not fused:
             return checkpoint(self._field_logits, triplanes, points, use_reentrant=False)
         return self._field_logits(triplanes, points)
 
@@ -106,6 +112,11 @@ class TriplaneRenderer(nn.Module):
         """:meth:`point_logits` without checkpointing."""
         if self.projects_planes:  # the MLP's first layer applied to the planes (renderer.project_planes)
             projected = self.field.project_planes(triplanes, self.aggregation)
+            if self.fuses_field and fused_sampling_available(triplanes) and not points.requires_grad:
+                normalized = normalize_points(points.float(), self.box_min, self.box_max)
+                raw = fused_field_raw(projected, normalized, self.field, PLANE_AXES_BY_NAME[self.plane_axes],
+                                      self.config.field_activation)
+                return self.field.split_raw(raw)
             first = sample_triplane(projected, points, self.box_min, self.box_max, "sum", self.plane_axes,
                                     fused=self.config.fused_sampling)
             return self.field.forward_raw_after_first_layer(first + self.field.mlp[0].bias.to(first.dtype))

@@ -1,0 +1,136 @@
+"""The fused field kernel (projected-plane lookup + field MLP in one Triton kernel) equals the op-by-op field:
+values and every gradient, on the CPU through Triton's interpreter and on CUDA compiled; it compiles for sm_90
+here; the renderer uses it only where it applies."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mira.config import RendererConfig
+from mira.rendering import TriplaneRenderer
+from mira.rendering.field import TriplaneField
+from mira.rendering.field_kernels import fused_field_raw, fused_field_supported
+from mira.rendering.triplane import PLANE_AXES_BY_NAME, normalize_points, sample_triplane
+
+pytest.importorskip("triton")
+
+BOX_MIN = -torch.ones(3)
+BOX_MAX = torch.ones(3)
+
+
+def _field(activation: str, num_layers: int, channels: int, hidden: int, aggregation: str) -> TriplaneField:
+    """A field with non-trivial weights and biases (std 0.5), so every gradient is exercised."""
+    input_dim = 3 * channels if aggregation == "concat" else channels
+    field = TriplaneField(input_dim=input_dim, hidden_dim=hidden, num_layers=num_layers, activation=activation)
+    with torch.no_grad():
+        for parameter in field.parameters():
+            parameter.normal_(0.0, 0.5)
+    return field
+
+
+def _op_by_op(field: TriplaneField, planes: torch.Tensor, points: torch.Tensor, aggregation: str,
+              plane_axes: str) -> torch.Tensor:
+    """The reference: projected planes looked up by grid_sample, added, the first bias, then the MLP's other layers."""
+    projected = field.project_planes(planes, aggregation)
+    first = sample_triplane(projected, points, BOX_MIN, BOX_MAX, "sum", plane_axes) + field.mlp[0].bias
+    return field.mlp[1:](first)
+
+
+@pytest.mark.parametrize("activation, num_layers, aggregation, plane_axes", [
+    ("silu", 4, "concat", "xy_xz_yz"), ("relu", 3, "sum", "xy_xz_zy"), ("silu", 2, "mean", "xy_xz_yz")])
+def test_fused_field_matches_the_op_by_op_field_on_cpu_interpreter(activation: str, num_layers: int,
+                                                                   aggregation: str, plane_axes: str) -> None:
+    torch.manual_seed(0)
+    field = _field(activation, num_layers, channels=6, hidden=16, aggregation=aggregation)
+    # Non-square planes (R_v 7, R_u 5); points over and beyond the box; P not a multiple of the block.
+    planes = torch.randn(2, 3, 6, 7, 5).requires_grad_(True)
+    points = torch.rand(2, 50, 3) * 2.4 - 1.2
+    points[:, 0] = torch.tensor([1.0, -1.0, 0.999])
+    reference = _op_by_op(field, planes, points, aggregation, plane_axes)
+    weights = torch.randn_like(reference)
+    inputs = [planes, *field.parameters()]
+    reference_grads = torch.autograd.grad((reference * weights).sum(), inputs)
+
+    fused = fused_field_raw(field.project_planes(planes, aggregation), normalize_points(points, BOX_MIN, BOX_MAX),
+                            field, PLANE_AXES_BY_NAME[plane_axes], activation)
+    assert fused.shape == (2, 50, 4) and fused.dtype == torch.float32
+    grads = torch.autograd.grad((fused * weights).sum(), inputs)
+    scale = reference.abs().max()
+    assert (fused - reference).abs().max() < 1e-5 * scale
+    names = ["planes", *(name for name, _ in field.named_parameters())]
+    for name, grad, expected in zip(names, grads, reference_grads):
+        assert (grad - expected).abs().max() < 1e-5 * expected.abs().max().clamp_min(1e-3), name
+
+
+def test_fused_field_supports_what_it_can_run() -> None:
+    assert fused_field_supported(_field("silu", 4, 80, 64, "concat"), 64, "silu")  # mira-base
+    assert not fused_field_supported(_field("silu", 4, 80, 48, "concat"), 48, "silu")  # not a power of two
+    assert not fused_field_supported(_field("silu", 1, 80, 64, "concat"), 64, "silu")  # no hidden width
+    assert not fused_field_supported(_field("silu", 4, 80, 64, "concat"), 64, "gelu")
+
+
+def test_renderer_fuses_the_field_only_with_projected_planes() -> None:
+    """renderer.fused_field needs project_planes (the kernel reads projected planes); on the CPU the renderer runs
+    the op-by-op field whatever the flag."""
+    on = TriplaneRenderer(RendererConfig(fused_field=True, project_planes="on", mlp_hidden_dim=16), triplane_dim=8)
+    off = TriplaneRenderer(RendererConfig(fused_field=True, project_planes="off", mlp_hidden_dim=16), triplane_dim=8)
+    assert on.fuses_field and not off.fuses_field
+    off.load_state_dict(on.state_dict())
+    planes = torch.randn(1, 3, 8, 8, 8)
+    points = torch.rand(1, 30, 3) * 2 - 1
+    torch.testing.assert_close(on.point_logits(planes, points)[0], off.point_logits(planes, points)[0])
+
+
+def test_field_kernel_compiles_for_hopper_without_a_gpu() -> None:
+    """The bf16 forward and backward (training's case) compile for an H100 (sm_90) here, with tensor-core products."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from mira.rendering.field_kernels import OUT_PAD, SLOTS, _field_kernel
+
+    kernel = triton.jit(_field_kernel)
+    for backward in (False, True):
+        constants = {"HIDDEN": 64, "NUM_HIDDEN": 2, "RELU": False, "DOT": 1, "PRECISION": "tf32", "OUT_PAD": OUT_PAD,
+                     "SLOTS": SLOTS, "BACKWARD": backward, "BLOCK_P": 64}
+        signature = {}
+        for name in kernel.arg_names:
+            if name in constants:
+                signature[name] = "constexpr"
+            elif name.endswith("_ptr"):
+                signature[name] = "*bf16" if name == "planes_ptr" else "*fp32"
+            else:
+                signature[name] = "i32"
+        source = ASTSource(fn=kernel, signature=signature,
+                           constexprs={(kernel.arg_names.index(k),): v for k, v in constants.items()})
+        compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+        assert "wgmma" in compiled.asm["ptx"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the compiled kernels)")
+def test_fused_field_renders_and_learns_as_the_op_by_op_field_on_cuda() -> None:
+    """Training's case on the GPU: bf16 autocast, mira-base's field (C 80, H 64, 4 layers); the fused field's render
+    and gradients agree with the op-by-op field's to bf16 rounding."""
+    outputs = []
+    for fused in (False, True):
+        config = RendererConfig(rendering_samples_per_ray=32, importance_samples_per_ray=32, project_planes="on",
+                                fused_field=fused)
+        torch.manual_seed(2)
+        renderer = TriplaneRenderer(config, triplane_dim=80).cuda().train()
+        assert renderer.fuses_field == fused
+        generator = torch.Generator().manual_seed(3)
+        planes = (torch.randn(2, 3, 80, 64, 64, generator=generator) * 0.5).cuda().bfloat16().requires_grad_(True)
+        origins = torch.tensor([0.2, -0.1, 3.0]).expand(2, 4096, 3).contiguous().cuda()
+        directions = torch.nn.functional.normalize(torch.randn(2, 4096, 3, generator=generator) * 0.25
+                                                   + torch.tensor([0.0, 0.0, -1.0]), dim=-1).cuda()
+        torch.manual_seed(5)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            rgb = renderer(planes, origins, directions)["rgb"]
+        rgb.square().sum().backward()
+        outputs.append((rgb.float(), planes.grad.float(), [p.grad.float() for p in renderer.field.parameters()]))
+    (rgb_off, planes_off, params_off), (rgb_on, planes_on, params_on) = outputs
+    torch.testing.assert_close(rgb_on, rgb_off, atol=2e-2, rtol=2e-2)
+    assert (planes_on - planes_off).norm() / planes_off.norm() < 3e-2
+    for grad_on, grad_off in zip(params_on, params_off):
+        assert (grad_on - grad_off).norm() / grad_off.norm() < 3e-2
