@@ -13,6 +13,8 @@
 #                                                           # two calls on one machine, docs/BENCHMARKS.md)
 #   bash benchmarks/gpu_suite.sh train OUTDIR               # lookup kernels, bench_train (+ breakdown) on 1 GPU,
 #                                                           # then DDP on all GPUs
+#   bash benchmarks/gpu_suite.sh field OUTDIR               # the field alone (bench_field: op by op vs the fused kernel),
+#                                                           # then bench_train with renderer.fused_field on and off
 #   bash benchmarks/gpu_suite.sh fitbound OUTDIR N          # per-object triplane fits of the first N evaluation objects
 #                                                           # (written on the GPU first): the upper bound's scores
 #   bash benchmarks/gpu_suite.sh learning OUTDIR "ARGS" ...  # bench_learning.py runs side by side, one per GPU
@@ -97,6 +99,17 @@ case "$part" in
         --json "$out/trainspeed_$index.json" > "$out/trainspeed_$index.log" 2>&1
       grep "^|" "$out/trainspeed_$index.log" | grep -v "^|---" ; tail -n 2 "$out/trainspeed_$index.log" | grep -i error
       index=$((index + 1))
+    done
+    ;;
+  field)
+    python3 benchmarks/bench_field.py --device cuda > "$out/field.log" 2>&1; grep "^|\|relative" "$out/field.log"
+    for variant in "fused_field=true" ""; do
+      sets=(); for kv in $variant; do sets+=(--set "$kv"); done
+      echo "== ${variant:-shipped setting}"
+      name=train_$(echo "${variant:-shipped}" | tr '= ' '__')
+      CUDA_VISIBLE_DEVICES=0 python3 benchmarks/bench_train.py --device cuda --breakdown "${sets[@]}" \
+        --json "$out/$name.json" > "$out/$name.log" 2>&1
+      grep "samples_per_s_per_gpu\|step_time_s\|peak_memory_gb\|^| renderer\|^| decoder" "$out/$name.log"
     done
     ;;
   fitbound)

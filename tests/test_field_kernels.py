@@ -134,3 +134,15 @@ def test_fused_field_renders_and_learns_as_the_op_by_op_field_on_cuda() -> None:
     assert (planes_on - planes_off).norm() / planes_off.norm() < 3e-2
     for grad_on, grad_off in zip(params_on, params_off):
         assert (grad_on - grad_off).norm() / grad_off.norm() < 3e-2
+
+
+def test_field_benchmark_runs_and_checks_agreement(capsys) -> None:
+    """benchmarks/bench_field.py --quick: both fields timed, their outputs and gradients compared."""
+    from helpers_training import load_benchmark
+
+    module = load_benchmark("bench_field")
+    assert module.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "| op by op |" in out and "| fused field |" in out
+    value, gradient = (float(part.split()[-1]) for part in out.split("relative difference")[1].split(":", 1)[1].split(","))
+    assert value < 1e-5 and gradient < 1e-5
