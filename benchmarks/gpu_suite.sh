@@ -13,8 +13,10 @@
 #                                                           # two calls on one machine, docs/BENCHMARKS.md)
 #   bash benchmarks/gpu_suite.sh train OUTDIR               # lookup kernels, bench_train (+ breakdown) on 1 GPU,
 #                                                           # then DDP on all GPUs
-#   bash benchmarks/gpu_suite.sh field OUTDIR               # the field alone (bench_field: op by op vs the fused kernel),
-#                                                           # then bench_train with renderer.fused_field on and off
+#   bash benchmarks/gpu_suite.sh field OUTDIR [CONFIG [VARIANT ...]]
+#                                                           # the field alone (bench_field: op by op vs the fused kernel),
+#                                                           # then bench_train of CONFIG as shipped and per VARIANT
+#                                                           # (default "fused_field=true")
 #   bash benchmarks/gpu_suite.sh fitbound OUTDIR N          # per-object triplane fits of the first N evaluation objects
 #                                                           # (written on the GPU first): the upper bound's scores
 #   bash benchmarks/gpu_suite.sh learning OUTDIR "ARGS" ...  # bench_learning.py runs side by side, one per GPU
@@ -102,14 +104,20 @@ case "$part" in
     done
     ;;
   field)
+    # bash benchmarks/gpu_suite.sh field OUT [CONFIG [VARIANT ...]]: the field alone, then bench_train of CONFIG
+    # (default mira-base) as shipped and with each VARIANT ("KEY=VALUE ...", default "fused_field=true")
+    config=${3:-configs/mira-base.json}
+    shift 3 2>/dev/null || shift $#
+    variants=("$@"); [ ${#variants[@]} -eq 0 ] && variants=("fused_field=true")
     python3 benchmarks/bench_field.py --device cuda > "$out/field.log" 2>&1; grep "^|\|relative" "$out/field.log"
-    for variant in "fused_field=true" ""; do
+    for variant in "" "${variants[@]}"; do
       sets=(); for kv in $variant; do sets+=(--set "$kv"); done
-      echo "== ${variant:-shipped setting}"
-      name=train_$(echo "${variant:-shipped}" | tr '= ' '__')
-      CUDA_VISIBLE_DEVICES=0 python3 benchmarks/bench_train.py --device cuda --breakdown "${sets[@]}" \
-        --json "$out/$name.json" > "$out/$name.log" 2>&1
+      echo "== $config ${variant:-as shipped}"
+      name=train_$(basename "$config" .json)_$(echo "${variant:-shipped}" | tr '= ' '__')
+      CUDA_VISIBLE_DEVICES=0 python3 benchmarks/bench_train.py --device cuda --config_path "$config" --breakdown \
+        "${sets[@]}" --json "$out/$name.json" > "$out/$name.log" 2>&1
       grep "samples_per_s_per_gpu\|step_time_s\|peak_memory_gb\|^| renderer\|^| decoder" "$out/$name.log"
+      tail -n 2 "$out/$name.log" | grep -i error
     done
     ;;
   fitbound)
