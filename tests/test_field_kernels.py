@@ -146,3 +146,13 @@ def test_field_benchmark_runs_and_checks_agreement(capsys) -> None:
     assert "| op by op |" in out and "| fused field |" in out
     value, gradient = (float(part.split()[-1]) for part in out.split("relative difference")[1].split(":", 1)[1].split(","))
     assert value < 1e-5 and gradient < 1e-5
+
+
+def test_fused_field_of_no_points_is_empty_and_gives_zero_gradients() -> None:
+    field = _field("silu", 3, channels=4, hidden=16, aggregation="concat")
+    planes = torch.randn(1, 3, 4, 6, 6).requires_grad_(True)
+    raw = fused_field_raw(field.project_planes(planes, "concat"), torch.zeros(1, 0, 3), field,
+                          PLANE_AXES_BY_NAME["xy_xz_yz"], "silu")
+    assert raw.shape == (1, 0, 4)
+    raw.sum().backward()
+    assert planes.grad.abs().max() == 0 and field.mlp[2].weight.grad.abs().max() == 0
