@@ -11,7 +11,9 @@ Random weights of ``--config`` (default ``configs/mira-base.json``; the DINOv2-b
 * ``test.py --compile --precision bf16``: the same through :func:`mira.inference.compiled.compile_reconstruction`
   (encoder and decoder in bf16, renderer in fp32), as the pipeline runs it;
 * ``bf16 weights + CUDA graphs, no compile``: :func:`mira.inference.compiled.graph_reconstruction`, the eager
-  bf16 forward captured as a CUDA graph (CUDA only).
+  bf16 forward captured as a CUDA graph (CUDA only);
+* ``bf16 weights + compile + CUDA graphs, fused attention only``: compiled and traced with SDPA's math kernel
+  excluded (``sdpa_kernel``), so inductor cannot run an attention call as unfused math (CUDA only).
 
 Each variant's triplanes are compared with fp32's (relative error). ``--profile`` prints the top operators of
 one ``autocast bf16`` call (``torch.profiler``, device time), to say whether the time is kernels or launches.
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -40,6 +43,10 @@ from mira.benchmarking import benchmark_config, median_seconds, print_top_operat
 from mira.config import MiraConfig  # noqa: E402
 from mira.inference.compiled import compile_reconstruction, graph_reconstruction  # noqa: E402
 from mira.models import MIRA  # noqa: E402
+
+
+# SDPA's fused kernels, the math fallback left out.
+FUSED_ATTENTION = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
 
 
 def build_model(cfg: MiraConfig, device: torch.device,
@@ -84,6 +91,15 @@ def variants(model: MIRA, inputs: tuple[torch.Tensor, ...], device: torch.device
             calls["test.py --compile --precision bf16"] = lambda: pipeline_call(images, c2w, intrinsics)
             eager_graph = graph_reconstruction(copy.deepcopy(model), torch.bfloat16)
             calls["bf16 weights + CUDA graphs, no compile"] = lambda: eager_graph(images, c2w, intrinsics)
+            # Compiled with SDPA's math kernel excluded while tracing: whether inductor then keeps every attention
+            # call (the encoder's too) on a fused kernel.
+            pinned = torch.compile(copy.deepcopy(bf16).forward_triplanes, mode="reduce-overhead")
+
+            def pinned_call() -> torch.Tensor:
+                with sdpa_kernel(FUSED_ATTENTION, set_priority=True):
+                    return _inference(pinned, bf16_images, c2w, intrinsics)
+
+            calls["bf16 weights + compile + CUDA graphs, fused attention only"] = pinned_call
     return calls
 
 
