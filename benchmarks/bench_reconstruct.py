@@ -13,7 +13,10 @@ Random weights of ``--config`` (default ``configs/mira-base.json``; the DINOv2-b
 * ``bf16 weights + CUDA graphs, no compile``: :func:`mira.inference.compiled.graph_reconstruction`, the eager
   bf16 forward captured as a CUDA graph (CUDA only);
 * ``bf16 weights + compile + CUDA graphs, fused attention only``: compiled and traced with SDPA's math kernel
-  excluded (``sdpa_kernel``), so inductor cannot run an attention call as unfused math (CUDA only).
+  excluded (``sdpa_kernel``), so inductor cannot run an attention call as unfused math (CUDA only);
+* ``bf16 weights + compile + CUDA graphs, encoder q/k/v contiguous``: compiled, the encoder's attention fed
+  contiguous queries, keys and values (CUDA only). These two ask why inductor runs TripoSR's ViT attention
+  as unfused fp32 math (docs/BENCHMARKS.md).
 
 Each variant's triplanes are compared with fp32's (relative error). ``--profile`` prints the top operators of
 one ``autocast bf16`` call (``torch.profiler``, device time), to say whether the time is kernels or launches.
@@ -100,7 +103,29 @@ def variants(model: MIRA, inputs: tuple[torch.Tensor, ...], device: torch.device
                     return _inference(pinned, bf16_images, c2w, intrinsics)
 
             calls["bf16 weights + compile + CUDA graphs, fused attention only"] = pinned_call
+            # Compiled with the encoder's attention given contiguous queries, keys and values (a layout every fused
+            # SDPA kernel takes), through transformers' attention interface.
+            contiguous = copy.deepcopy(bf16)
+            contiguous.encoder.backbone.config._attn_implementation = register_contiguous_sdpa()
+            contiguous_graphed = torch.compile(contiguous.forward_triplanes, mode="reduce-overhead")
+            calls["bf16 weights + compile + CUDA graphs, encoder q/k/v contiguous"] = (
+                lambda: _inference(contiguous_graphed, bf16_images, c2w, intrinsics))
     return calls
+
+
+def register_contiguous_sdpa() -> str:
+    """Register (with transformers' ``AttentionInterface``) SDPA on contiguous (B, H, N, d) queries, keys and
+    values; returns its name for a config's ``_attn_implementation``."""
+    from transformers import AttentionInterface
+
+    def contiguous_sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query.contiguous(), key.contiguous(), value.contiguous(), attn_mask=attention_mask, dropout_p=dropout,
+            scale=scaling)
+        return out.transpose(1, 2).contiguous(), None
+
+    AttentionInterface.register("mira_contiguous_sdpa", contiguous_sdpa)
+    return "mira_contiguous_sdpa"
 
 
 def _inference(function, images, c2w, intrinsics) -> torch.Tensor:
