@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from mira.cameras import pixel_centers, rays_from_pixels
-from mira.config import RendererConfig
+from mira.config import PROJECT_PLANES_MODES, RendererConfig
 from mira.rendering.chunking import chunked
 from mira.rendering.compositing import composite
 from mira.rendering.eg3d_marching import (
@@ -102,9 +102,9 @@ class TriplaneRenderer(nn.Module):
 
     def point_logits(self, triplanes: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
         """Density logits (B, P, 1) (before the field's ``activate_density``) and colour (B, P, 3) at world points."""
-        fused = self.fuses_field and fused_sampling_available(triplanes) and not points.requires_grad
         # the fused field keeps only its inputs for the backward: nothing to gain from recomputing it
-        if self.config.field_checkpointing and self.training and torch.is_grad_enabled() and not fused:
+        recompute = self.config.field_checkpointing and self.training and torch.is_grad_enabled()
+        if recompute and not self._runs_fused_field(triplanes, points):
             return checkpoint(self._field_logits, triplanes, points, use_reentrant=False)
         return self._field_logits(triplanes, points)
 
@@ -112,7 +112,7 @@ class TriplaneRenderer(nn.Module):
         """:meth:`point_logits` without checkpointing."""
         if self.projects_planes:  # the MLP's first layer applied to the planes (renderer.project_planes)
             projected = self.field.project_planes(triplanes, self.aggregation)
-            if self.fuses_field and fused_sampling_available(triplanes) and not points.requires_grad:
+            if self._runs_fused_field(triplanes, points):
                 normalized = normalize_points(points.float(), self.box_min, self.box_max)
                 raw = fused_field_raw(projected, normalized, self.field, PLANE_AXES_BY_NAME[self.plane_axes],
                                       self.config.field_activation)
@@ -123,6 +123,11 @@ class TriplaneRenderer(nn.Module):
         features = sample_triplane(triplanes, points, self.box_min, self.box_max, self.aggregation, self.plane_axes,
                                    fused=self.config.fused_sampling)
         return self.field.forward_raw(features)
+
+    def _runs_fused_field(self, triplanes: Tensor, points: Tensor) -> bool:
+        """Whether the field at ``points`` runs in the fused kernel (``renderer.fused_field``): on CUDA with Triton,
+        projected planes, a supported MLP, and points that need no gradient."""
+        return self.fuses_field and fused_sampling_available(triplanes) and not points.requires_grad
 
     def query(self, triplanes: Tensor, points: Tensor) -> dict[str, Tensor]:
         """Density and colour at arbitrary world points (mesh extraction, analysis).
@@ -358,7 +363,7 @@ class TriplaneRenderer(nn.Module):
 def planes_are_projected(mode: str, hidden_dim: int, triplane_dim: int) -> bool:
     """Whether ``renderer.project_planes`` = ``mode`` applies the field's first layer to the planes: "on", or
     "auto" when the projected planes have no more channels (``hidden_dim``) than the planes (``triplane_dim``)."""
-    if mode not in ("auto", "on", "off"):
+    if mode not in PROJECT_PLANES_MODES:
         raise ValueError(f"mira/rendering/renderer.py: project_planes must be auto, on or off, got '{mode}'")
     return mode == "on" or (mode == "auto" and hidden_dim <= triplane_dim)
 

@@ -66,6 +66,8 @@ def sample_triplane(
         raise ValueError(
             f"mira/rendering/triplane.py: points must be (B, P, 3) with B={triplanes.shape[0]}, got {tuple(points.shape)}"
         )
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"mira/rendering/triplane.py: aggregation must be one of {AGGREGATIONS}, got '{aggregation}'")
     batch, _, channels, height, width = triplanes.shape
     num_points = points.shape[1]
     dtype = torch.promote_types(triplanes.dtype, points.dtype)
