@@ -21,9 +21,7 @@ and the gradients of the planes and every field weight are compared.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
@@ -33,6 +31,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from mira.benchmarking import median_seconds  # noqa: E402
 from mira.rendering import field_kernels  # noqa: E402
 from mira.rendering.field import TriplaneField  # noqa: E402
 from mira.rendering.triplane import PLANE_AXES_BY_NAME, normalize_points, sample_triplane  # noqa: E402
@@ -51,21 +50,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tuning", default=None, help="BLOCKxWARPS: use this one launch shape (no autotuning)")
     parser.add_argument("--quick", action="store_true", help="CPU, tiny sizes, Triton's interpreter")
     return parser.parse_args(argv)
-
-
-def timed(function: Callable[[], object], repeats: int, device: torch.device) -> float:
-    """Median seconds of ``function`` after one warm-up (which also runs Triton's autotuning)."""
-    function()
-    seconds = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        function()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     outputs, rows = {}, []
     for name, function in (("op by op", op_by_op), ("fused field", fused)):
         with torch.no_grad():
-            forward = timed(function, args.repeats, device)
-        both = timed(lambda: forward_backward(function), args.repeats, device)
+            forward = median_seconds(function, device, args.repeats)
+        both = median_seconds(lambda: forward_backward(function), device, args.repeats)
         if on_cuda:
             torch.cuda.reset_peak_memory_stats(device)
         forward_backward(function)
