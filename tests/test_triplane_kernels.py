@@ -65,9 +65,12 @@ def test_fused_sampling_sees_each_plane_and_reads_zero_outside() -> None:
     assert features[0, 1:].abs().max().item() == 0.0
 
 
-def test_field_checkpointing_keeps_values_and_gradients() -> None:
-    """Recomputing the field in the backward pass changes neither the render nor any gradient."""
-    config = RendererConfig(rendering_samples_per_ray=8, importance_samples_per_ray=8, mlp_hidden_dim=16)
+@pytest.mark.parametrize("project_planes", ["off", "on"])
+def test_field_checkpointing_keeps_values_and_gradients(project_planes: str) -> None:
+    """Recomputing the field in the backward pass changes neither the render nor any gradient (with projected
+    planes the checkpoint recomputes from the render call's one projection)."""
+    config = RendererConfig(rendering_samples_per_ray=8, importance_samples_per_ray=8, mlp_hidden_dim=16,
+                            project_planes=project_planes)
     renderer = TriplaneRenderer(config, triplane_dim=4).train()
     generator = torch.Generator().manual_seed(3)
     triplanes = torch.randn(2, 3, 4, 8, 8, generator=generator)
@@ -229,3 +232,27 @@ def test_projected_planes_match_under_bf16_autocast_on_cuda() -> None:
     torch.testing.assert_close(rgb_on, rgb_off, atol=2e-2, rtol=2e-2)
     assert (planes_on - planes_off).norm() / planes_off.norm() < 2e-2
     assert (weight_on - weight_off).norm() / weight_off.norm() < 2e-2
+
+
+def test_planes_are_projected_once_per_render_and_query_call(monkeypatch) -> None:
+    """A render of many ray chunks (each with a coarse and a fine pass) and a chunked query project the planes once
+    per call; the result equals the unprojected renderer's."""
+    config = RendererConfig(rendering_samples_per_ray=8, importance_samples_per_ray=8, mlp_hidden_dim=16,
+                            ray_chunk_size=8, project_planes="on")
+    torch.manual_seed(0)
+    renderer = TriplaneRenderer(config, triplane_dim=16).eval()
+    calls = []
+    project = renderer.field.project_planes
+    monkeypatch.setattr(renderer.field, "project_planes", lambda *args: calls.append(1) or project(*args))
+    planes = torch.randn(1, 3, 16, 8, 8)
+    origins = torch.tensor([0.0, 0.0, 3.0]).expand(1, 40, 3).contiguous()
+    directions = torch.nn.functional.normalize(torch.randn(1, 40, 3) * 0.2 + torch.tensor([0.0, 0.0, -1.0]), dim=-1)
+    rgb = renderer(planes, origins, directions)["rgb"]
+    assert len(calls) == 1  # 5 chunks x (coarse + fine) field queries
+    density = renderer.query(planes, torch.rand(1, 3000, 3) * 2 - 1)["density"]
+    assert len(calls) == 2  # 47 chunks of 64 points
+    plain = TriplaneRenderer(RendererConfig(rendering_samples_per_ray=8, importance_samples_per_ray=8, mlp_hidden_dim=16,
+                                            ray_chunk_size=8, project_planes="off"), triplane_dim=16).eval()
+    plain.load_state_dict(renderer.state_dict())
+    torch.testing.assert_close(plain(planes, origins, directions)["rgb"], rgb, atol=1e-5, rtol=1e-5)
+    assert density.shape == (1, 3000, 1)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
@@ -79,6 +82,8 @@ class TriplaneRenderer(nn.Module):
         )
         self.plane_axes = cfg.plane_axes
         self.projects_planes = planes_are_projected(cfg.project_planes, cfg.mlp_hidden_dim, triplane_dim)
+        # (triplanes, their projected planes) while a render or query call runs (_planes_shared)
+        self._shared_planes: tuple[Tensor, Tensor] | None = None
         self.fuses_field = (cfg.fused_field and self.projects_planes
                             and fused_field_supported(self.field, cfg.mlp_hidden_dim, cfg.field_activation))
         self.ray_marching = cfg.ray_marching
@@ -102,25 +107,46 @@ class TriplaneRenderer(nn.Module):
 
     def point_logits(self, triplanes: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
         """Density logits (B, P, 1) (before the field's ``activate_density``) and colour (B, P, 3) at world points."""
+        planes = self._field_planes(triplanes)
         # the fused field keeps only its inputs for the backward: nothing to gain from recomputing it
         recompute = self.config.field_checkpointing and self.training and torch.is_grad_enabled()
-        if recompute and not self._runs_fused_field(triplanes, points):
-            return checkpoint(self._field_logits, triplanes, points, use_reentrant=False)
-        return self._field_logits(triplanes, points)
+        if recompute and not self._runs_fused_field(planes, points):
+            return checkpoint(self._field_logits, planes, points, use_reentrant=False)
+        return self._field_logits(planes, points)
 
-    def _field_logits(self, triplanes: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
-        """:meth:`point_logits` without checkpointing."""
+    def _field_planes(self, triplanes: Tensor) -> Tensor:
+        """What the field reads: the triplanes, or with ``renderer.project_planes`` the planes times the MLP's first
+        layer (:meth:`TriplaneField.project_planes`), computed once per render or query call (:meth:`_planes_shared`)."""
+        if not self.projects_planes:
+            return triplanes
+        shared = self._shared_planes
+        if shared is not None and shared[0] is triplanes:
+            return shared[1]
+        return self.field.project_planes(triplanes, self.aggregation)
+
+    @contextmanager
+    def _planes_shared(self, triplanes: Tensor) -> Iterator[None]:
+        """Within the block, every chunk's field query of ``triplanes`` reads the same projected planes (one
+        projection per render or query call, not one per chunk and per coarse / fine pass)."""
+        previous = self._shared_planes
+        self._shared_planes = (triplanes, self.field.project_planes(triplanes, self.aggregation)) if self.projects_planes else None
+        try:
+            yield
+        finally:
+            self._shared_planes = previous
+
+    def _field_logits(self, planes: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`point_logits` without checkpointing, from :meth:`_field_planes`' ``planes``."""
         if self.projects_planes:  # the MLP's first layer applied to the planes (renderer.project_planes)
-            projected = self.field.project_planes(triplanes, self.aggregation)
-            if self._runs_fused_field(triplanes, points):
+            if self._runs_fused_field(planes, points):
                 normalized = normalize_points(points.float(), self.box_min, self.box_max)
-                raw = fused_field_raw(projected, normalized, self.field, PLANE_AXES_BY_NAME[self.plane_axes],
+                raw = fused_field_raw(planes, normalized, self.field, PLANE_AXES_BY_NAME[self.plane_axes],
                                       self.config.field_activation)
                 return self.field.split_raw(raw)
-            first = sample_triplane(projected, points, self.box_min, self.box_max, "sum", self.plane_axes,
+            first = sample_triplane(planes, points, self.box_min, self.box_max, "sum", self.plane_axes,
                                     fused=self.config.fused_sampling)
             return self.field.forward_raw_after_first_layer(first + self.field.mlp[0].bias.to(first.dtype))
-        features = sample_triplane(triplanes, points, self.box_min, self.box_max, self.aggregation, self.plane_axes,
+        features = sample_triplane(planes, points, self.box_min, self.box_max, self.aggregation, self.plane_axes,
                                    fused=self.config.fused_sampling)
         return self.field.forward_raw(features)
 
@@ -146,7 +172,8 @@ class TriplaneRenderer(nn.Module):
             density, rgb = self.point_field(triplanes, part)
             return {"density": density, "rgb": rgb.clamp(0.0, 1.0)}
 
-        return chunked(field, points, chunk_size=chunk, dim=1)
+        with self._planes_shared(triplanes):
+            return chunked(field, points, chunk_size=chunk, dim=1)
 
     # ------------------------------------------------------------------ rays
     def forward(self, triplanes: Tensor, origins: Tensor, directions: Tensor,
@@ -180,8 +207,9 @@ class TriplaneRenderer(nn.Module):
                      occupancy: OccupancyGrid | None = None) -> dict[str, Tensor]:
         """:meth:`forward` of (B, N, 3) rays over (B, 1, 3) backgrounds, ``ray_chunk_size`` rays at a time."""
         rays_per_chunk = max(1, self.ray_chunk_size // origins.shape[0])
-        out = chunked(lambda o, d: self._render_chunk(triplanes, o, d, background, occupancy), origins, directions,
-                      chunk_size=rays_per_chunk, dim=1)  # N = 0 still gives one (empty) chunk
+        with self._planes_shared(triplanes):
+            out = chunked(lambda o, d: self._render_chunk(triplanes, o, d, background, occupancy), origins, directions,
+                          chunk_size=rays_per_chunk, dim=1)  # N = 0 still gives one (empty) chunk
         return {key: out[key] for key in OUTPUT_CHANNELS}
 
     def _render_occupied_rays(self, triplanes: Tensor, origins: Tensor, directions: Tensor, background: Tensor,
