@@ -84,28 +84,17 @@ def test_renderer_fuses_the_field_only_with_projected_planes() -> None:
 
 def test_field_kernel_compiles_for_hopper_without_a_gpu() -> None:
     """The bf16 forward and backward (training's case) compile for an H100 (sm_90) here, with tensor-core products."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
+    from helpers_kernels import compile_for_hopper
 
     from mira.rendering.field_kernels import OUT_PAD, SLOTS, _field_kernel
 
-    kernel = triton.jit(_field_kernel)
+    pointers = {name: "*fp32" for name in _field_kernel.__code__.co_varnames[:_field_kernel.__code__.co_argcount]
+                if name.endswith("_ptr")}
+    pointers["planes_ptr"] = "*bf16"
     for backward in (False, True):
         constants = {"HIDDEN": 64, "NUM_HIDDEN": 2, "RELU": False, "DOT": 1, "PRECISION": "tf32", "OUT_PAD": OUT_PAD,
                      "SLOTS": SLOTS, "BACKWARD": backward, "BLOCK_P": 64}
-        signature = {}
-        for name in kernel.arg_names:
-            if name in constants:
-                signature[name] = "constexpr"
-            elif name.endswith("_ptr"):
-                signature[name] = "*bf16" if name == "planes_ptr" else "*fp32"
-            else:
-                signature[name] = "i32"
-        source = ASTSource(fn=kernel, signature=signature,
-                           constexprs={(kernel.arg_names.index(k),): v for k, v in constants.items()})
-        compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-        assert "wgmma" in compiled.asm["ptx"]
+        assert "wgmma" in compile_for_hopper(_field_kernel, constants, pointers, num_warps=4)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the compiled kernels)")

@@ -138,31 +138,19 @@ def test_kernels_compile_for_hopper_without_a_gpu() -> None:
     """Every variant of the lookup kernel (forward / backward, concatenated / summed planes, the tuned block
     shapes) compiles for an H100 (sm_90) here, so a kernel that only the interpreter accepts fails in CI and not
     on a lent GPU."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
+    from helpers_kernels import compile_for_hopper
 
     from mira.rendering.triplane_kernels import TUNING, _sample_kernel
 
-    kernel = triton.jit(_sample_kernel)
-    pointer_args = {"src_ptr", "dst_ptr", "grid_ptr"}
     for backward in (False, True):
         for sum_planes in (False, True):
             block_p, block_c, warps = TUNING[-1] if sum_planes else TUNING[0]
             constants = {"CHANNELS": 64 if sum_planes else 80, "BACKWARD": backward, "SUM_PLANES": sum_planes,
                          "BLOCK_P": block_p, "BLOCK_C": block_c}
-            signature = {}
-            for name in kernel.arg_names:
-                if name in constants:
-                    signature[name] = "constexpr"
-                elif name in pointer_args:
-                    signature[name] = "*fp32" if backward or name == "grid_ptr" else "*bf16"
-                else:
-                    signature[name] = "i32"
-            source = ASTSource(fn=kernel, signature=signature,
-                               constexprs={(kernel.arg_names.index(k),): v for k, v in constants.items()})
-            compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
-            assert "atom" in compiled.asm["ptx"] if backward else "ld.global" in compiled.asm["ptx"]
+            data = "*fp32" if backward else "*bf16"
+            ptx = compile_for_hopper(_sample_kernel, constants, {"src_ptr": data, "dst_ptr": data, "grid_ptr": "*fp32"},
+                                     warps)
+            assert "atom" in ptx if backward else "ld.global" in ptx
 
 
 @pytest.mark.parametrize("aggregation, plane_axes, ray_marching", [
