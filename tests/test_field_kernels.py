@@ -4,6 +4,8 @@ here; the renderer uses it only where it applies."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -88,8 +90,7 @@ def test_field_kernel_compiles_for_hopper_without_a_gpu() -> None:
 
     from mira.rendering.field_kernels import OUT_PAD, SLOTS, _field_kernel
 
-    pointers = {name: "*fp32" for name in _field_kernel.__code__.co_varnames[:_field_kernel.__code__.co_argcount]
-                if name.endswith("_ptr")}
+    pointers = {name: "*fp32" for name in inspect.signature(_field_kernel).parameters if name.endswith("_ptr")}
     pointers["planes_ptr"] = "*bf16"
     for backward in (False, True):
         constants = {"HIDDEN": 64, "NUM_HIDDEN": 2, "RELU": False, "DOT": 1, "PRECISION": "tf32", "OUT_PAD": OUT_PAD,
