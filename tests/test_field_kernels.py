@@ -102,23 +102,15 @@ def test_field_kernel_compiles_for_hopper_without_a_gpu() -> None:
 def test_fused_field_renders_and_learns_as_the_op_by_op_field_on_cuda() -> None:
     """Training's case on the GPU: bf16 autocast, mira-base's field (C 80, H 64, 4 layers); the fused field's render
     and gradients agree with the op-by-op field's to bf16 rounding."""
+    from helpers_kernels import render_training_case_on_cuda
+
     outputs = []
     for fused in (False, True):
         config = RendererConfig(rendering_samples_per_ray=32, importance_samples_per_ray=32, project_planes="on",
                                 fused_field=fused)
-        torch.manual_seed(2)
-        renderer = TriplaneRenderer(config, triplane_dim=80).cuda().train()
+        rgb, planes_grad, renderer = render_training_case_on_cuda(config)
         assert renderer.fuses_field == fused
-        generator = torch.Generator().manual_seed(3)
-        planes = (torch.randn(2, 3, 80, 64, 64, generator=generator) * 0.5).cuda().bfloat16().requires_grad_(True)
-        origins = torch.tensor([0.2, -0.1, 3.0]).expand(2, 4096, 3).contiguous().cuda()
-        directions = torch.nn.functional.normalize(torch.randn(2, 4096, 3, generator=generator) * 0.25
-                                                   + torch.tensor([0.0, 0.0, -1.0]), dim=-1).cuda()
-        torch.manual_seed(5)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            rgb = renderer(planes, origins, directions)["rgb"]
-        rgb.square().sum().backward()
-        outputs.append((rgb.float(), planes.grad.float(), [p.grad.float() for p in renderer.field.parameters()]))
+        outputs.append((rgb, planes_grad, [p.grad.float() for p in renderer.field.parameters()]))
     (rgb_off, planes_off, params_off), (rgb_on, planes_on, params_on) = outputs
     torch.testing.assert_close(rgb_on, rgb_off, atol=2e-2, rtol=2e-2)
     assert (planes_on - planes_off).norm() / planes_off.norm() < 3e-2

@@ -201,21 +201,13 @@ def test_project_planes_auto_projects_only_when_it_reads_no_more_channels() -> N
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the compiled kernels)")
 def test_projected_planes_match_under_bf16_autocast_on_cuda() -> None:
     """Training's case on the GPU: bf16 triplanes, fused lookups; projected and plain agree to bf16 rounding."""
+    from helpers_kernels import render_training_case_on_cuda
+
     outputs = []
     for mode in ("off", "on"):
         config = RendererConfig(rendering_samples_per_ray=32, importance_samples_per_ray=32, project_planes=mode)
-        torch.manual_seed(2)
-        renderer = TriplaneRenderer(config, triplane_dim=80).cuda().train()
-        generator = torch.Generator().manual_seed(3)
-        planes = (torch.randn(2, 3, 80, 64, 64, generator=generator) * 0.5).cuda().bfloat16().requires_grad_(True)
-        origins = torch.tensor([0.2, -0.1, 3.0]).expand(2, 4096, 3).contiguous().cuda()
-        directions = torch.nn.functional.normalize(torch.randn(2, 4096, 3, generator=generator) * 0.25
-                                                   + torch.tensor([0.0, 0.0, -1.0]), dim=-1).cuda()
-        torch.manual_seed(5)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            rgb = renderer(planes, origins, directions)["rgb"]
-        rgb.square().sum().backward()
-        outputs.append((rgb.float(), planes.grad.float(), renderer.field.mlp[0].weight.grad.float()))
+        rgb, planes_grad, renderer = render_training_case_on_cuda(config)
+        outputs.append((rgb, planes_grad, renderer.field.mlp[0].weight.grad.float()))
     (rgb_off, planes_off, weight_off), (rgb_on, planes_on, weight_on) = outputs
     torch.testing.assert_close(rgb_on, rgb_off, atol=2e-2, rtol=2e-2)
     assert (planes_on - planes_off).norm() / planes_off.norm() < 2e-2
