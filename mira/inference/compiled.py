@@ -20,6 +20,15 @@ from torch import Tensor
 ReconstructFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
+def cast_reconstruction_parts(model, dtype: torch.dtype | None) -> None:
+    """Cast ``model``'s encoder, camera embedder and decoder to ``dtype`` in place (None: leave them); the renderer
+    stays as it is."""
+    if dtype is not None:
+        for part in (model.encoder, model.camera_embedder, model.decoder):
+            if part is not None:
+                part.to(dtype)
+
+
 def compile_reconstruction(model, dtype: torch.dtype | None, backend: str = "inductor") -> ReconstructFn:
     """A compiled ``model.forward_triplanes`` (images (B, 3, S, S), c2w (B, 4, 4), intrinsics (B, 4)) ->
     float32 triplanes (B, 3, C, R, R), each call's output a fresh tensor.
@@ -30,10 +39,7 @@ def compile_reconstruction(model, dtype: torch.dtype | None, backend: str = "ind
         dtype: bfloat16 / float16 weights, or None to keep float32.
         backend: ``torch.compile``'s backend (``"eager"`` checks the wiring in seconds, as the tests do).
     """
-    if dtype is not None:
-        for part in (model.encoder, model.camera_embedder, model.decoder):
-            if part is not None:
-                part.to(dtype)
+    cast_reconstruction_parts(model, dtype)
     on_cuda = next(model.parameters()).device.type == "cuda"
     mode = "reduce-overhead" if on_cuda and backend == "inductor" else None
     compiled = torch.compile(model.forward_triplanes, backend=backend, mode=mode)
@@ -56,10 +62,7 @@ def graph_reconstruction(model, dtype: torch.dtype | None) -> ReconstructFn:
     forward three times (two warm-ups on a side stream, then the capture); later calls copy the inputs into the
     graph's buffers and replay it. With ``dtype`` the encoder, camera embedder and decoder are cast in place.
     """
-    if dtype is not None:
-        for part in (model.encoder, model.camera_embedder, model.decoder):
-            if part is not None:
-                part.to(dtype)
+    cast_reconstruction_parts(model, dtype)
     input_dtype = dtype or torch.float32
     graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, tuple[Tensor, Tensor, Tensor], Tensor]] = {}
 

@@ -255,8 +255,7 @@ class _FusedField(torch.autograd.Function):
     @staticmethod
     def forward(ctx, planes: Tensor, grid: Tensor, first_bias: Tensor, hidden_w: Tensor, hidden_b: Tensor,
                 out_w: Tensor, out_b: Tensor, axes: tuple, relu: bool) -> Tensor:
-        batch, _, height, width, hidden = planes.shape
-        num_points = grid.shape[1]
+        batch, num_points = grid.shape[:2]
         result = torch.empty(batch, num_points, OUTPUTS, device=grid.device, dtype=torch.float32)
         ctx.save_for_backward(planes, grid, first_bias, hidden_w, hidden_b, out_w, out_b)
         ctx.axes, ctx.relu = axes, relu

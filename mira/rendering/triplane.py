@@ -89,17 +89,4 @@ def sample_triplane(
     if aggregation in ("sum", "mean"):  # add the planes before the (B, P, C) transpose: no 3C-wide copy
         summed = features.sum(dim=1).transpose(1, 2)
         return summed / 3.0 if aggregation == "mean" else summed
-    features = features.permute(0, 3, 1, 2)  # (B, P, 3, C)
-    return aggregate_planes(features.reshape(batch, num_points, 3 * channels), channels, aggregation)
-
-
-def aggregate_planes(features: Tensor, channels: int, aggregation: str) -> Tensor:
-    """Concatenated plane features (B, P, 3C) -> (B, P, 3C) for "concat", else their sum or mean (B, P, C)."""
-    if aggregation == "concat":
-        return features
-    planes = features.unflatten(-1, (3, channels))
-    if aggregation == "sum":
-        return planes.sum(dim=2)
-    if aggregation == "mean":
-        return planes.mean(dim=2)
-    raise ValueError(f"mira/rendering/triplane.py: aggregation must be one of {AGGREGATIONS}, got '{aggregation}'")
+    return features.permute(0, 3, 1, 2).reshape(batch, num_points, 3 * channels)  # (B, P, 3C), planes in order
