@@ -16,8 +16,7 @@
 #   bash benchmarks/gpu_suite.sh field OUTDIR [CONFIG [VARIANT ...]]
 #                                                           # the field alone (bench_field: op by op vs the fused kernel),
 #                                                           # then bench_train of CONFIG as shipped and per VARIANT
-#                                                           # (default: "fused_field=true" and the same with
-#                                                           # ray_chunk_size=131072, one chunk per step)
+#                                                           # (default: "fused_field=false", the op-by-op field)
 #   bash benchmarks/gpu_suite.sh fitbound OUTDIR N          # per-object triplane fits of the first N evaluation objects
 #                                                           # (written on the GPU first): the upper bound's scores
 #   bash benchmarks/gpu_suite.sh learning OUTDIR "ARGS" ...  # bench_learning.py runs side by side, one per GPU
@@ -106,11 +105,10 @@ case "$part" in
     ;;
   field)
     # bash benchmarks/gpu_suite.sh field OUT [CONFIG [VARIANT ...]]: the field alone, then bench_train of CONFIG
-    # (default mira-base) as shipped and with each VARIANT ("KEY=VALUE ...", default: the fused field, and the fused
-    # field with the step's rays in one chunk)
+    # (default mira-base) as shipped and with each VARIANT ("KEY=VALUE ...", default: the op-by-op field)
     config=${3:-configs/mira-base.json}
     shift 3 2>/dev/null || shift $#
-    variants=("$@"); [ ${#variants[@]} -eq 0 ] && variants=("fused_field=true" "fused_field=true ray_chunk_size=131072")
+    variants=("$@"); [ ${#variants[@]} -eq 0 ] && variants=("fused_field=false")
     python3 benchmarks/bench_field.py --device cuda > "$out/field.log" 2>&1; grep "^|\|relative" "$out/field.log"
     for variant in "" "${variants[@]}"; do
       sets=(); for kv in $variant; do sets+=(--set "$kv"); done

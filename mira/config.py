@@ -186,8 +186,9 @@ class RendererConfig:
     project_planes: str = "auto"
     # With projected planes on CUDA: the lookup and the rest of the field MLP in one Triton kernel, forward and
     # backward (mira/rendering/field_kernels.py; same function, nothing per sample kept for the backward, so
-    # field_checkpointing is not needed and is skipped for it). Hidden width 16-128 (a power of two).
-    fused_field: bool = False
+    # field_checkpointing is not needed and is skipped for it; while training, the step's rays then render in
+    # one chunk). Hidden width 16-128 (a power of two); other fields, and the CPU, run op by op.
+    fused_field: bool = True
     # Density = softplus(mlp_output + density_bias) (or exp, density_activation); negative starts the
     # field mostly empty (EG3D: -1).
     density_bias: float = -1.0

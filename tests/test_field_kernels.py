@@ -85,7 +85,9 @@ def test_renderer_fuses_the_field_only_with_projected_planes() -> None:
 
 
 def test_field_kernel_compiles_for_hopper_without_a_gpu() -> None:
-    """The bf16 forward and backward (training's case) compile for an H100 (sm_90) here, with tensor-core products."""
+    """The bf16 forward and backward (training's case) compile for an H100 (sm_90) here, with tensor-core products
+    and the planes read as 16-byte vectors (8 channels per load; the plane side a multiple of 16, as mira-base's
+    64 is, which the launch tells Triton)."""
     from helpers_kernels import compile_for_hopper
 
     from mira.rendering.field_kernels import OUT_PAD, SLOTS, _field_kernel
@@ -95,7 +97,8 @@ def test_field_kernel_compiles_for_hopper_without_a_gpu() -> None:
     for backward in (False, True):
         constants = {"HIDDEN": 64, "NUM_HIDDEN": 2, "RELU": False, "DOT": 1, "PRECISION": "tf32", "OUT_PAD": OUT_PAD,
                      "SLOTS": SLOTS, "BACKWARD": backward, "BLOCK_P": 64}
-        assert "wgmma" in compile_for_hopper(_field_kernel, constants, pointers, num_warps=4)
+        ptx = compile_for_hopper(_field_kernel, constants, pointers, num_warps=4, multiples_of_16=("size_u", "size_v"))
+        assert "wgmma" in ptx and "ld.global.v4.b32" in ptx and "ld.global.b16" not in ptx  # no per-channel loads
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the compiled kernels)")
@@ -138,3 +141,37 @@ def test_fused_field_of_no_points_is_empty_and_gives_zero_gradients() -> None:
     assert raw.shape == (1, 0, 4)
     raw.sum().backward()
     assert planes.grad.abs().max() == 0 and field.mlp[2].weight.grad.abs().max() == 0
+
+
+def test_training_render_with_the_fused_field_takes_all_rays_in_one_chunk(monkeypatch) -> None:
+    """While back-propagating into the triplanes with the fused field, one chunk (autograd keeps every chunk anyway);
+    without gradients, ray_chunk_size rays at a time; the same render and gradient either way (the fused field run
+    through Triton's interpreter on the CPU)."""
+    import mira.rendering.renderer as renderer_module
+
+    monkeypatch.setattr(renderer_module, "fused_sampling_available", lambda triplanes: True)
+    chunk_sizes: list[int] = []
+    real_chunked = renderer_module.chunked
+
+    def recording_chunked(function, *tensors, chunk_size: int, dim: int):
+        chunk_sizes.append(chunk_size)
+        return real_chunked(function, *tensors, chunk_size=chunk_size, dim=dim)
+
+    monkeypatch.setattr(renderer_module, "chunked", recording_chunked)
+    config = RendererConfig(rendering_samples_per_ray=6, importance_samples_per_ray=4, project_planes="on",
+                            mlp_hidden_dim=16, ray_chunk_size=4, fused_field=True)
+    torch.manual_seed(0)
+    renderer = TriplaneRenderer(config, triplane_dim=8).eval()  # no jitter: the same samples however chunked
+    planes = (torch.randn(2, 3, 8, 8, 8) * 0.5).requires_grad_(True)
+    origins = torch.tensor([0.1, -0.2, 3.0]).expand(2, 10, 3).contiguous()
+    directions = torch.nn.functional.normalize(torch.randn(2, 10, 3) * 0.2 + torch.tensor([0.0, 0.0, -1.0]), dim=-1)
+    rendered = {}
+    for one_chunk in (True, False):
+        chunk_sizes.clear()
+        with torch.set_grad_enabled(one_chunk):
+            rgb = renderer(planes if one_chunk else planes.detach(), origins, directions)["rgb"]
+        assert chunk_sizes == ([10] if one_chunk else [2]), chunk_sizes  # 4 rays over a batch of 2: 2 per chunk
+        rendered[one_chunk] = rgb
+    torch.testing.assert_close(rendered[True].detach(), rendered[False], rtol=1e-5, atol=1e-6)
+    rendered[True].square().sum().backward()
+    assert planes.grad is not None and planes.grad.abs().max() > 0

@@ -155,6 +155,14 @@ class TriplaneRenderer(nn.Module):
         projected planes, a supported MLP, and points that need no gradient."""
         return self.fuses_field and fused_sampling_available(triplanes) and not points.requires_grad
 
+    def _renders_in_one_chunk(self, triplanes: Tensor) -> bool:
+        """Whether a render of ``triplanes`` takes all its rays in one chunk: while back-propagating into them
+        with the fused field. Autograd keeps every chunk's saved tensors until the backward anyway, and the
+        fused field has no per-sample activations for chunks to bound, so chunks would only add launches and
+        a concatenation (mira-base's training step: 28.8 -> 29.5 samples/s on an H100, docs/BENCHMARKS.md)."""
+        return (self.fuses_field and torch.is_grad_enabled() and triplanes.requires_grad
+                and fused_sampling_available(triplanes))
+
     def query(self, triplanes: Tensor, points: Tensor) -> dict[str, Tensor]:
         """Density and colour at arbitrary world points (mesh extraction, analysis).
 
@@ -205,8 +213,11 @@ class TriplaneRenderer(nn.Module):
 
     def _render_rays(self, triplanes: Tensor, origins: Tensor, directions: Tensor, background: Tensor,
                      occupancy: OccupancyGrid | None = None) -> dict[str, Tensor]:
-        """:meth:`forward` of (B, N, 3) rays over (B, 1, 3) backgrounds, ``ray_chunk_size`` rays at a time."""
+        """:meth:`forward` of (B, N, 3) rays over (B, 1, 3) backgrounds, ``ray_chunk_size`` rays at a time (all at
+        once where :meth:`_renders_in_one_chunk`)."""
         rays_per_chunk = max(1, self.ray_chunk_size // origins.shape[0])
+        if self._renders_in_one_chunk(triplanes):
+            rays_per_chunk = max(1, origins.shape[1])
         with self._planes_shared(triplanes):
             out = chunked(lambda o, d: self._render_chunk(triplanes, o, d, background, occupancy), origins, directions,
                           chunk_size=rays_per_chunk, dim=1)  # N = 0 still gives one (empty) chunk
