@@ -9,14 +9,16 @@ Random weights of ``--config`` (default ``configs/mira-base.json``; the DINOv2-b
 * ``bf16 weights + compile``: and ``torch.compile`` of the whole ``forward_triplanes``;
 * ``bf16 weights + compile + CUDA graphs``: ``torch.compile(mode="reduce-overhead")``;
 * ``test.py --compile --precision bf16``: the same through :func:`mira.inference.compiled.compile_reconstruction`
-  (encoder and decoder in bf16, renderer in fp32), as the pipeline runs it;
+  (encoder and decoder in bf16, renderer in fp32; a ViT encoder's attention fed contiguous tensors, as below), as
+  the pipeline runs it;
 * ``bf16 weights + CUDA graphs, no compile``: :func:`mira.inference.compiled.graph_reconstruction`, the eager
   bf16 forward captured as a CUDA graph (CUDA only);
 * ``bf16 weights + compile + CUDA graphs, fused attention only``: compiled and traced with SDPA's math kernel
   excluded (``sdpa_kernel``), so inductor cannot run an attention call as unfused math (CUDA only);
 * ``bf16 weights + compile + CUDA graphs, encoder q/k/v contiguous``: compiled, the encoder's attention fed
-  contiguous queries, keys and values (CUDA only). These two ask why inductor runs TripoSR's ViT attention
-  as unfused fp32 math (docs/BENCHMARKS.md).
+  contiguous queries, keys and values (:func:`mira.inference.compiled.feed_attention_contiguous`; CUDA only).
+  These two asked why inductor ran TripoSR's ViT attention as unfused fp32 math; the second is the answer
+  (docs/BENCHMARKS.md), and ``test.py --compile`` does it for ViT encoders.
 
 Each variant's triplanes are compared with fp32's (relative error). ``--profile`` prints the top operators of
 one ``autocast bf16`` call (``torch.profiler``, device time), to say whether the time is kernels or launches.
@@ -44,7 +46,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from mira.cameras import canonical_source_c2w  # noqa: E402
 from mira.benchmarking import benchmark_config, median_seconds, print_top_operators  # noqa: E402
 from mira.config import MiraConfig  # noqa: E402
-from mira.inference.compiled import compile_reconstruction, graph_reconstruction  # noqa: E402
+from mira.inference.compiled import (compile_reconstruction, feed_attention_contiguous,  # noqa: E402
+                                     graph_reconstruction)
 from mira.models import MIRA  # noqa: E402
 
 
@@ -106,26 +109,11 @@ def variants(model: MIRA, inputs: tuple[torch.Tensor, ...], device: torch.device
             # Compiled with the encoder's attention given contiguous queries, keys and values (a layout every fused
             # SDPA kernel takes), through transformers' attention interface.
             contiguous = copy.deepcopy(bf16)
-            contiguous.encoder.backbone.config._attn_implementation = register_contiguous_sdpa()
+            feed_attention_contiguous(contiguous.encoder.backbone)
             contiguous_graphed = torch.compile(contiguous.forward_triplanes, mode="reduce-overhead")
             calls["bf16 weights + compile + CUDA graphs, encoder q/k/v contiguous"] = (
                 lambda: _inference(contiguous_graphed, bf16_images, c2w, intrinsics))
     return calls
-
-
-def register_contiguous_sdpa() -> str:
-    """Register (with transformers' ``AttentionInterface``) SDPA on contiguous (B, H, N, d) queries, keys and
-    values; returns its name for a config's ``_attn_implementation``."""
-    from transformers import AttentionInterface
-
-    def contiguous_sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
-        out = torch.nn.functional.scaled_dot_product_attention(
-            query.contiguous(), key.contiguous(), value.contiguous(), attn_mask=attention_mask, dropout_p=dropout,
-            scale=scaling)
-        return out.transpose(1, 2).contiguous(), None
-
-    AttentionInterface.register("mira_contiguous_sdpa", contiguous_sdpa)
-    return "mira_contiguous_sdpa"
 
 
 def _inference(function, images, c2w, intrinsics) -> torch.Tensor:

@@ -24,10 +24,6 @@ import math
 import torch
 from torch import Tensor
 
-# Flip of the camera's Y and Z axes: OpenGL/Blender (x right, y up, z back)
-# <-> OpenCV (x right, y down, z forward). Its own inverse.
-_GL_CV_FLIP = (1.0, -1.0, -1.0, 1.0)
-
 WORLD_UP = (0.0, 0.0, 1.0)
 
 # The zero123 / Objaverse "views_release" renders: Blender lens 35 mm on a 32 mm
@@ -36,8 +32,10 @@ ZERO123_FOV_DEG = math.degrees(2.0 * math.atan(16.0 / 35.0))
 
 
 def _flip(c2w: Tensor) -> Tensor:
-    flip = torch.tensor(_GL_CV_FLIP, dtype=c2w.dtype, device=c2w.device)
-    return c2w * flip  # scales columns: c2w @ diag(flip)
+    """Flip of the camera's Y and Z axes, OpenGL/Blender (x right, y up, z back) <-> OpenCV (x right, y down,
+    z forward), its own inverse: c2w @ diag(1, -1, -1, 1), the y and z columns negated. Device ops only (no
+    constant copied from the host), so it can run inside a CUDA-graph capture (``graph_reconstruction``)."""
+    return torch.cat([c2w[..., :1], -c2w[..., 1:3], c2w[..., 3:]], dim=-1)
 
 
 def opengl_to_opencv(c2w_gl: Tensor) -> Tensor:

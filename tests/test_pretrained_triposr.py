@@ -329,3 +329,22 @@ def test_validation_sources_are_on_triposrs_grey_and_targets_on_white():
     torch.testing.assert_close(sample["target_images"][0, :, 0, 0], torch.ones(3))
     own = MiraConfig.from_dict({"render_size": 16, "supervision_k": 1, "source_size": 28})
     assert own.source_background() == own.renderer.background_color
+
+
+def test_contiguous_attention_of_a_vit_encoder_changes_nothing_but_the_layout():
+    """test.py --compile feeds a ViT encoder's attention contiguous tensors (inductor otherwise ran it as fp32
+    math); the triplanes stay the same, and DINOv2 encoders are left alone."""
+    from mira.inference.compiled import compiles_vit_attention_contiguous, feed_attention_contiguous
+    from mira.models import MIRA
+
+    model = load_model(str(CHECKPOINT))
+    assert compiles_vit_attention_contiguous(model)
+    assert not compiles_vit_attention_contiguous(MIRA(tiny_config(Path("unused"))))
+    image = torch.rand(1, 3, 64, 64)
+    camera = (torch.eye(4)[None], torch.tensor([[1.0, 1.0, 0.5, 0.5]]))
+    with torch.no_grad():
+        before = model.forward_triplanes(image, *camera)
+        feed_attention_contiguous(model.encoder.backbone)
+        after = model.forward_triplanes(image, *camera)
+    assert model.encoder.backbone.config._attn_implementation == "mira_contiguous_sdpa"
+    torch.testing.assert_close(after, before, atol=1e-6, rtol=1e-5)

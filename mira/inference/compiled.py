@@ -29,6 +29,40 @@ def cast_reconstruction_parts(model, dtype: torch.dtype | None) -> None:
                 part.to(dtype)
 
 
+CONTIGUOUS_SDPA = "mira_contiguous_sdpa"
+
+
+def _contiguous_sdpa(module, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
+                     dropout: float = 0.0, scaling: float | None = None, **kwargs) -> tuple[Tensor, None]:
+    """transformers' SDPA attention function with contiguous (B, H, N, d) queries, keys and values.
+
+    Returns (B, N, H, d) outputs, as transformers' attention functions do, and no attention weights."""
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query.contiguous(), key.contiguous(), value.contiguous(), attn_mask=attention_mask, dropout_p=dropout,
+        scale=scaling)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def feed_attention_contiguous(backbone) -> None:
+    """Make a transformers encoder ``backbone`` give its attention contiguous queries, keys and values (its
+    config's attention implementation set to :func:`_contiguous_sdpa`, registered with ``AttentionInterface``)."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(CONTIGUOUS_SDPA, _contiguous_sdpa)
+    backbone.config._attn_implementation = CONTIGUOUS_SDPA
+
+
+def compiles_vit_attention_contiguous(model) -> bool:
+    """Whether :func:`compile_reconstruction` feeds ``model``'s encoder attention contiguous tensors: for ViT
+    encoders (``model.encoder_architecture`` "vit", TripoSR's).
+
+    Compiled, transformers' ViT hands SDPA strided views, and inductor then ran its 12 attention calls as fp32
+    math instead of a fused kernel: TripoSR's image -> triplane took 10.0 ms compiled and graphed on an H100 and
+    8.2 ms with contiguous inputs (``benchmarks/bench_reconstruct.py --architecture triposr``, docs/BENCHMARKS.md).
+    DINOv2 encoders are left as they are: OpenLRM-base measured slower with it (5.2 against 4.7 ms)."""
+    return model.config.model.encoder_architecture == "vit"
+
+
 def compile_reconstruction(model, dtype: torch.dtype | None, backend: str = "inductor") -> ReconstructFn:
     """A compiled ``model.forward_triplanes`` (images (B, 3, S, S), c2w (B, 4, 4), intrinsics (B, 4)) ->
     float32 triplanes (B, 3, C, R, R), each call's output a fresh tensor.
@@ -42,6 +76,8 @@ def compile_reconstruction(model, dtype: torch.dtype | None, backend: str = "ind
     cast_reconstruction_parts(model, dtype)
     on_cuda = next(model.parameters()).device.type == "cuda"
     mode = "reduce-overhead" if on_cuda and backend == "inductor" else None
+    if on_cuda and compiles_vit_attention_contiguous(model):
+        feed_attention_contiguous(model.encoder.backbone)
     compiled = torch.compile(model.forward_triplanes, backend=backend, mode=mode)
     input_dtype = dtype or torch.float32
 
