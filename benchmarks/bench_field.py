@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resolution", type=int, default=64, help="plane side")
     parser.add_argument("--points", type=int, default=16384 * 128, help="points per triplane")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--tuning", default=None, help="BLOCKxWARPS: use this one launch shape (no autotuning)")
+    parser.add_argument("--tuning", default=None,
+                        help="BLOCKxWARPS[xMAXNREG]: use this one launch shape (no autotuning)")
     parser.add_argument("--quick", action="store_true", help="CPU, tiny sizes, Triton's interpreter")
     return parser.parse_args(argv)
 
@@ -58,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         args.device, args.batch, args.channels, args.hidden, args.resolution, args.points, args.repeats = \
             "cpu", 2, 6, 16, 8, 300, 1
     if args.tuning:
-        block, warps = (int(value) for value in args.tuning.lower().split("x"))
-        field_kernels.TUNING = [(block, warps)]
+        field_kernels.TUNING = [tuple(int(value) for value in args.tuning.lower().split("x"))]
     device = torch.device(args.device)
     torch.manual_seed(0)
     field = TriplaneField(3 * args.channels, args.hidden, args.layers).to(device)

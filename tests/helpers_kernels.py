@@ -1,36 +1,6 @@
-"""Compile a Triton kernel for an H100 (sm_90) without a GPU: what the kernels' compile-check tests share."""
+"""What the kernels' CUDA tests share: training's render case on the GPU."""
 
 from __future__ import annotations
-
-from typing import Callable
-
-
-def compile_for_hopper(kernel_fn: Callable, constants: dict, pointer_types: dict[str, str], num_warps: int,
-                       multiples_of_16: tuple[str, ...] = ()) -> str:
-    """PTX of ``kernel_fn`` (a plain function written for ``triton.jit``) compiled for sm_90.
-
-    Specialised as a CUDA launch specialises it: every pointer 16-byte aligned (PyTorch's allocations are), and
-    the integer arguments named in ``multiples_of_16`` divisible by 16 (Triton marks such values at launch) -- what
-    lets the compiler vectorise loads, so a kernel compiled without it would not be the one that runs.
-
-    Args:
-        kernel_fn: the kernel's Python function.
-        constants: value of every ``tl.constexpr`` argument.
-        pointer_types: Triton type of each pointer argument (e.g. ``"*bf16"``); other arguments are ``i32``.
-        num_warps: the launch's warps.
-        multiples_of_16: integer arguments the launch passes as multiples of 16.
-    """
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
-    kernel = triton.jit(kernel_fn)
-    signature = {name: "constexpr" if name in constants else pointer_types.get(name, "i32") for name in kernel.arg_names}
-    aligned = [name for name in kernel.arg_names if name in pointer_types or name in multiples_of_16]
-    source = ASTSource(fn=kernel, signature=signature,
-                       constexprs={(kernel.arg_names.index(name),): value for name, value in constants.items()},
-                       attrs={(kernel.arg_names.index(name),): [["tt.divisibility", 16]] for name in aligned})
-    return triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps}).asm["ptx"]
 
 
 def render_training_case_on_cuda(config, triplane_dim: int = 80):

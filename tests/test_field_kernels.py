@@ -86,11 +86,9 @@ def test_renderer_fuses_the_field_only_with_projected_planes() -> None:
 
 def test_field_kernel_compiles_for_hopper_without_a_gpu() -> None:
     """The bf16 forward and backward (training's case) compile for an H100 (sm_90) here, with tensor-core products
-    and the planes read as 16-byte vectors (8 channels per load; the plane side a multiple of 16, as mira-base's
-    64 is, which the launch tells Triton)."""
-    from helpers_kernels import compile_for_hopper
-
+    and the planes read as 16-byte vectors (no per-channel bf16 loads), and ptxas assembles them."""
     from mira.rendering.field_kernels import OUT_PAD, SLOTS, _field_kernel
+    from mira.rendering.kernel_check import compile_for_hopper, kernel_resources
 
     pointers = {name: "*fp32" for name in inspect.signature(_field_kernel).parameters if name.endswith("_ptr")}
     pointers["planes_ptr"] = "*bf16"
@@ -98,7 +96,26 @@ def test_field_kernel_compiles_for_hopper_without_a_gpu() -> None:
         constants = {"HIDDEN": 64, "NUM_HIDDEN": 2, "RELU": False, "DOT": 1, "PRECISION": "tf32", "OUT_PAD": OUT_PAD,
                      "SLOTS": SLOTS, "BACKWARD": backward, "BLOCK_P": 64}
         ptx = compile_for_hopper(_field_kernel, constants, pointers, num_warps=4, multiples_of_16=("size_u", "size_v"))
-        assert "wgmma" in ptx and "ld.global.v4.b32" in ptx and "ld.global.b16" not in ptx  # no per-channel loads
+        used = kernel_resources(ptx)
+        assert "wgmma" in ptx and used.scalar_16bit_loads == 0 and used.vector_loads > 0
+        assert 0 < used.registers <= 255
+
+
+def test_kernel_resources_benchmark_prints_registers_and_spills(capsys) -> None:
+    """benchmarks/kernel_resources.py: one row per kernel, pass and launch shape, from ptxas's report; a register
+    cap (maxnreg) shows in it."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "kernel_resources.py"
+    spec = importlib.util.spec_from_file_location("kernel_resources", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--kernel", "field", "--passes", "forward", "--shapes", "64x8", "64x8x96"]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [row[2].strip() for row in rows] == ["64x8", "64x8x96"]
+    registers = [int(row[3]) for row in rows]
+    assert 96 < registers[0] <= 255 and registers[1] <= 96
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the compiled kernels)")

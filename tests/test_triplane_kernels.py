@@ -138,8 +138,7 @@ def test_kernels_compile_for_hopper_without_a_gpu() -> None:
     """Every variant of the lookup kernel (forward / backward, concatenated / summed planes, the tuned block
     shapes) compiles for an H100 (sm_90) here, so a kernel that only the interpreter accepts fails in CI and not
     on a lent GPU."""
-    from helpers_kernels import compile_for_hopper
-
+    from mira.rendering.kernel_check import compile_for_hopper
     from mira.rendering.triplane_kernels import TUNING, _sample_kernel
 
     for backward in (False, True):

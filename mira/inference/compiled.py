@@ -58,7 +58,7 @@ def compiles_vit_attention_contiguous(model) -> bool:
 
     Compiled, transformers' ViT hands SDPA strided views, and inductor then ran its 12 attention calls as fp32
     math instead of a fused kernel: TripoSR's image -> triplane took 10.0 ms compiled and graphed on an H100 and
-    8.2 ms with contiguous inputs (``benchmarks/bench_reconstruct.py --architecture triposr``, docs/BENCHMARKS.md).
+    7.7-8.2 ms with contiguous inputs (``benchmarks/bench_reconstruct.py --architecture triposr``, docs/BENCHMARKS.md).
     DINOv2 encoders are left as they are: OpenLRM-base measured slower with it (5.2 against 4.7 ms)."""
     return model.config.model.encoder_architecture == "vit"
 
