@@ -20,7 +20,8 @@ Random weights of ``--config`` (default ``configs/mira-base.json``; the DINOv2-b
   These two asked why inductor ran TripoSR's ViT attention as unfused fp32 math; the second is the answer
   (docs/BENCHMARKS.md), and ``test.py --compile`` does it for ViT encoders.
 
-Each variant's triplanes are compared with fp32's (relative error). ``--profile`` prints the top operators of
+Each variant's triplanes are compared with fp32's (relative error); the TFLOP/s column divides the forward's FLOPs
+(matrix products and attention, ``torch.utils.flop_counter``) by its time. ``--profile`` prints the top operators of
 one ``autocast bf16`` call (``torch.profiler``, device time), to say whether the time is kernels or launches.
 
     python benchmarks/bench_reconstruct.py --device cuda --profile
@@ -70,6 +71,18 @@ def build_model(cfg: MiraConfig, device: torch.device,
                                cfg.data.source_camera_azimuth_deg)
     intrinsics = torch.tensor([[focal, focal, 0.5, 0.5]], device=device)
     return model, (torch.rand(1, 3, size, size, device=device), c2w, intrinsics)
+
+
+def forward_flops(model: MIRA, inputs: tuple[torch.Tensor, ...]) -> int:
+    """FLOPs of one ``forward_triplanes`` (matrix products, convolutions and attention, as
+    ``torch.utils.flop_counter`` counts them): what the TFLOP/s column divides by each variant's time."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.requires_grad_(False)  # an inference forward: no autograd hooks for the counter's module tracker
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model.forward_triplanes(*inputs)
+    return counter.get_total_flops()
 
 
 def variants(model: MIRA, inputs: tuple[torch.Tensor, ...], device: torch.device, quick: bool) -> dict[str, Callable]:
@@ -144,16 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"image -> triplane, {args.architecture or args.config}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, "
           f"attention {model.config.model.attention_backend}, {name}, torch {torch.__version__}", flush=True)
+    flops = forward_flops(model, inputs)
+    print(f"{flops / 1e9:.4g} GFLOP per forward (matrix products and attention, torch.utils.flop_counter)")
     calls = variants(model, inputs, device, args.quick)
     reference = calls["fp32"]()
-    print("| variant | ms (median) | relative error vs fp32 |\n|---|---:|---:|")
+    print("| variant | ms (median) | TFLOP/s | relative error vs fp32 |\n|---|---:|---:|---:|")
     for label, call in calls.items():
         try:
             seconds = median_seconds(call, device, args.repeats, args.warmup)
             error = float((call() - reference).norm() / reference.norm())
-            print(f"| {label} | {seconds * 1e3:.2f} | {error:.2e} |", flush=True)
+            print(f"| {label} | {seconds * 1e3:.2f} | {flops / seconds / 1e12:.3g} | {error:.2e} |", flush=True)
         except Exception as exc:  # a compile failure must not hide the other rows
-            print(f"| {label} | failed: {type(exc).__name__}: {str(exc)[:200]} | |", flush=True)
+            print(f"| {label} | failed: {type(exc).__name__}: {str(exc)[:200]} | | |", flush=True)
     if args.profile:
         print_top_operators(calls["autocast bf16"], device, 25, "autocast bf16, one call:")
         print_top_operators(calls["bf16 weights"], device, 25, "bf16 weights, one call:")

@@ -23,6 +23,9 @@ def test_benchmark_script_prints_its_table(name, argv, expected, capsys):
         assert "differs" not in printed
     if name == "bench_quickstart":  # the video render time is reported beside the stage's total
         assert "video (render)" in printed
+    if name == "bench_reconstruct":  # the forward's FLOPs counted (the TFLOP/s column divides them)
+        gflop = float(printed.split(" GFLOP per forward")[0].split()[-1])
+        assert gflop > 0 and "| TFLOP/s |" in printed
 
 
 def test_fit_upper_bound_writes_the_evaluation_objects_and_records_each_fit(tmp_path, capsys):
