@@ -150,18 +150,22 @@ class TriplaneRenderer(nn.Module):
                                    fused=self.config.fused_sampling)
         return self.field.forward_raw(features)
 
+    def _fused_field_on(self, triplanes: Tensor) -> bool:
+        """Whether the field of ``triplanes`` can run in the fused kernel (``renderer.fused_field``): on CUDA with
+        Triton, projected planes and a supported MLP."""
+        return self.fuses_field and fused_sampling_available(triplanes)
+
     def _runs_fused_field(self, triplanes: Tensor, points: Tensor) -> bool:
-        """Whether the field at ``points`` runs in the fused kernel (``renderer.fused_field``): on CUDA with Triton,
-        projected planes, a supported MLP, and points that need no gradient."""
-        return self.fuses_field and fused_sampling_available(triplanes) and not points.requires_grad
+        """Whether the field at ``points`` runs in the fused kernel: :meth:`_fused_field_on`, and points that need
+        no gradient."""
+        return self._fused_field_on(triplanes) and not points.requires_grad
 
     def _renders_in_one_chunk(self, triplanes: Tensor) -> bool:
         """Whether a render of ``triplanes`` takes all its rays in one chunk: while back-propagating into them
         with the fused field. Autograd keeps every chunk's saved tensors until the backward anyway, and the
         fused field has no per-sample activations for chunks to bound, so chunks would only add launches and
         a concatenation (mira-base's training step: 28.8 -> 29.5 samples/s on an H100, docs/BENCHMARKS.md)."""
-        return (self.fuses_field and torch.is_grad_enabled() and triplanes.requires_grad
-                and fused_sampling_available(triplanes))
+        return self._fused_field_on(triplanes) and torch.is_grad_enabled() and triplanes.requires_grad
 
     def query(self, triplanes: Tensor, points: Tensor) -> dict[str, Tensor]:
         """Density and colour at arbitrary world points (mesh extraction, analysis).
