@@ -104,14 +104,10 @@ def test_field_kernel_compiles_for_hopper_without_a_gpu() -> None:
 def test_kernel_resources_benchmark_prints_registers_and_spills(capsys) -> None:
     """benchmarks/kernel_resources.py: one row per kernel, pass and launch shape, from ptxas's report; a register
     cap (maxnreg) shows in it."""
-    import importlib.util
-    from pathlib import Path
+    from helpers_training import load_benchmark
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "kernel_resources.py"
-    spec = importlib.util.spec_from_file_location("kernel_resources", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.main(["--kernel", "field", "--passes", "forward", "--shapes", "64x8", "64x8x96"]) == 0
+    argv = ["--kernel", "field", "--passes", "forward", "--shapes", "64x8", "64x8x96"]
+    assert load_benchmark("kernel_resources").main(argv) == 0
     rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()[2:]]
     assert [row[2].strip() for row in rows] == ["64x8", "64x8x96"]
     registers = [int(row[3]) for row in rows]
