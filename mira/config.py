@@ -125,6 +125,12 @@ class ModelConfig:
     # Bias each cross-attention head towards the image patches a triplane token's line projects onto
     # through the source camera (-slope * distance^2, slopes learned per head): mira/models/projective_bias.py.
     projective_attention_bias: bool = False
+    # Pixel-aligned features: each triplane cell reads the source image (a conv stem + the encoder's patch
+    # features) at the projections of points along its line, into offsets of the decoder's tokens and output
+    # triplane (mira/models/image_lifting.py); channels of that feature map and points per line.
+    image_lifting: bool = False
+    image_lifting_channels: int = 16
+    image_lifting_depth_samples: int = 16
     # The SDPA kernel the decoder's attention tries first: "auto" (PyTorch's choice), "cudnn", "flash",
     # "efficient" or "math" (mira/models/attention.py); a speed setting, the weights do not depend on it.
     attention_backend: str = "auto"
@@ -259,6 +265,9 @@ class DataConfig:
     # Data rendered on the training GPU (procedural): batches made this many steps ahead in a
     # background thread on a side CUDA stream (mira/training/prefetch.py); 0 = in line.
     device_prefetch: int = 1
+    # Procedural training data rendered in this many worker processes instead (each on the training GPU,
+    # its own interpreter; batches come back through pinned memory); 0 = in the training process.
+    procedural_workers: int = 0
 
 
 @dataclass
@@ -451,6 +460,9 @@ class MiraConfig:
             fail("ray_marching", f"must be one of {RAY_MARCHING_SCHEMES}, got '{r.ray_marching}'")
         if m.triplane_res != 2 * m.triplane_feat_res:
             fail("triplane_res", f"must be 2 * triplane_feat_res = {2 * m.triplane_feat_res}, got {m.triplane_res}")
+        if m.image_lifting and (m.image_lifting_channels < 1 or m.image_lifting_depth_samples < 1):
+            fail("image_lifting_channels", "image_lifting_channels and image_lifting_depth_samples must be >= 1, got "
+                 f"{m.image_lifting_channels} and {m.image_lifting_depth_samples}")
         if m.triplane_upsample_kernel not in (2, 4):
             fail("triplane_upsample_kernel", f"must be 2 or 4, got {m.triplane_upsample_kernel}")
         if m.decoder_hidden_dim % m.num_heads != 0:
@@ -490,6 +502,8 @@ class MiraConfig:
             fail("procedural_objects", "must be >= 0 and procedural_epoch_size >= 1")
         if not 0.0 <= d.procedural_random_lighting <= 1.0:
             fail("procedural_random_lighting", f"must be in [0, 1], got {d.procedural_random_lighting}")
+        if d.procedural_workers < 0:
+            fail("procedural_workers", f"must be >= 0 (0 = render in the training process), got {d.procedural_workers}")
         if d.device_prefetch < 0:
             fail("device_prefetch", f"must be >= 0 (0 = off), got {d.device_prefetch}")
 

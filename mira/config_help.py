@@ -42,6 +42,9 @@ MODEL_KEYS: dict[str, str] = {
     "context_position_embedding": "add a fixed 2D sine-cosine position code to the decoder's image tokens",
     "triplane_upsample_kernel": "kernel of the token-to-triplane transposed convolution: 2 (own 2x2 cells) or 4 (overlapping)",
     "projective_attention_bias": "bias cross-attention towards the image patches each triplane token projects onto",
+    "image_lifting": "add pixel-aligned features: each triplane cell reads the source image along its projected line",
+    "image_lifting_channels": "channels of the image feature map that image_lifting reads",
+    "image_lifting_depth_samples": "points per triplane cell's line that image_lifting reads",
     "attention_backend": "SDPA kernel the decoder tries first: auto, cudnn, flash, efficient, math (speed only)",
     "weights_license": "licence of the weights when it is not MIRA's (printed when loaded)",
 }
@@ -93,6 +96,7 @@ DATA_KEYS: dict[str, str] = {
     "procedural_random_lighting": "procedural data: fraction of samples lit by random lights",
     "fixed_source_view": "each object always shows the same source view (overfitting tests)",
     "device_prefetch": "procedural data on the GPU: batches made this many steps ahead; 0 = in line",
+    "procedural_workers": "procedural data rendered on the GPU in this many worker processes; 0 = in the training process",
 }
 
 TRAIN_KEYS: dict[str, str] = {

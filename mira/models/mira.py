@@ -40,6 +40,7 @@ from mira.config import MiraConfig
 from mira.errors import WeightsNotFoundError
 from mira.models.camera_embedder import CameraEmbedder
 from mira.models.encoder import DinoV2Encoder, match_dinov2_key_names, match_vit_key_names
+from mira.models.image_lifting import ImageLifting
 from mira.models.projective_bias import ProjectiveAttentionBias
 from mira.models.transformer import TriplaneDecoder
 from mira.rendering import TriplaneRenderer
@@ -80,6 +81,14 @@ class MIRA(nn.Module):
             projection = ProjectiveAttentionBias(model_cfg.triplane_feat_res, PLANE_AXES_BY_NAME[renderer_cfg.plane_axes],
                                                  renderer_cfg.box_min, renderer_cfg.box_max, self.encoder.patch_size)
         self.decoder = TriplaneDecoder(model_cfg, encoder_dim=self.encoder.hidden_size, projection=projection)
+        self.lifting = None
+        if model_cfg.image_lifting:
+            renderer_cfg = self.config.renderer
+            self.lifting = ImageLifting(model_cfg.triplane_feat_res, model_cfg.decoder_hidden_dim, model_cfg.triplane_dim,
+                                        self.encoder.hidden_size, self.encoder.patch_size,
+                                        PLANE_AXES_BY_NAME[renderer_cfg.plane_axes], renderer_cfg.box_min,
+                                        renderer_cfg.box_max, channels=model_cfg.image_lifting_channels,
+                                        depth_samples=model_cfg.image_lifting_depth_samples)
         self.renderer = TriplaneRenderer(self.config.renderer, triplane_dim=model_cfg.triplane_dim)
 
     # ------------------------------------------------------------------ forward
@@ -105,7 +114,12 @@ class MIRA(nn.Module):
         if self.camera_embedder is not None:
             camera_embedding = self.camera_embedder.embed_camera(source_c2w.to(images.dtype),
                                                                  source_intrinsics.to(images.dtype))
-        return self.decoder(image_tokens, camera_embedding, source_c2w, source_intrinsics, tuple(images.shape[-2:]))
+        if self.lifting is None:
+            return self.decoder(image_tokens, camera_embedding, source_c2w, source_intrinsics, tuple(images.shape[-2:]))
+        token_offsets, cell_offsets = self.lifting(images, image_tokens, source_c2w, source_intrinsics)
+        triplanes = self.decoder(image_tokens, camera_embedding, source_c2w, source_intrinsics, tuple(images.shape[-2:]),
+                                 token_offsets=token_offsets)
+        return triplanes + cell_offsets.to(triplanes.dtype)
 
     def forward(
         self,

@@ -261,7 +261,8 @@ class TriplaneDecoder(nn.Module):
         return self._context_codes[key]
 
     def forward(self, image_tokens: Tensor, camera_embedding: Tensor | None, source_c2w: Tensor | None = None,
-                source_intrinsics: Tensor | None = None, image_size: tuple[int, int] | None = None) -> Tensor:
+                source_intrinsics: Tensor | None = None, image_size: tuple[int, int] | None = None,
+                token_offsets: Tensor | None = None) -> Tensor:
         """Decode triplanes.
 
         Args:
@@ -269,6 +270,8 @@ class TriplaneDecoder(nn.Module):
             camera_embedding: (B, E) source-camera embedding; None without ``camera_conditioning``.
             source_c2w, source_intrinsics, image_size: (B, 4, 4), (B, 4) and the encoder input's (H, W);
                 needed with ``projective_attention_bias`` (the source camera places each image patch).
+            token_offsets: optional (B, 3 * R * R, D) added to the triplane tokens before the blocks
+                (``image_lifting``'s pixel-aligned features).
         Returns:
             (B, 3, C, 2R, 2R) triplanes; planes XY, XZ, YZ (rows index the plane's second
             axis, columns its first, as ``grid_sample`` reads them).
@@ -281,6 +284,8 @@ class TriplaneDecoder(nn.Module):
             context = context + self.context_code(context.shape[1], context.device).to(context.dtype)
         tokens = self.tokens if self.position_embedding is None else self.tokens + self.position_embedding
         x = tokens.unsqueeze(0).expand(batch, -1, -1)
+        if token_offsets is not None:
+            x = x + token_offsets.to(x.dtype)
         residual = x
         if self.token_norm is not None:  # GroupNorm over (channels, all tokens) per group, then Linear
             x = self.proj_in(self.token_norm(x.transpose(1, 2)).transpose(1, 2))

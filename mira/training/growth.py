@@ -9,6 +9,8 @@ that asks for them gets them:
   (Output cell ``2i + a`` reads kernel tap ``a`` of token ``i`` at kernel 2 and tap ``a + 1`` at kernel 4.)
 * ``projective_attention_bias`` false -> true: the attention slopes start at their initial values
   (:func:`mira.models.projective_bias.initial_slopes`); the bias changes the outputs from the first step.
+* ``image_lifting`` false -> true: the lifting module takes its initial weights, whose two output layers are
+  zero (:mod:`mira.models.image_lifting`), so the grown model gives exactly the checkpoint's triplanes.
 
 The reverse (dropping the bias, a smaller kernel) would discard trained weights, so it is not done: the
 checkpoint's option is kept and the run says so.
@@ -26,7 +28,8 @@ from mira.config import ModelConfig
 LOGGER = logging.getLogger("mira.training")
 
 # key: (the checkpoint's value, the value a run may grow it to)
-GROWABLE_MODEL_KEYS = {"projective_attention_bias": (False, True), "triplane_upsample_kernel": (2, 4)}
+GROWABLE_MODEL_KEYS = {"projective_attention_bias": (False, True), "triplane_upsample_kernel": (2, 4),
+                       "image_lifting": (False, True)}
 UPSAMPLE_WEIGHT = "decoder.upsample.weight"
 
 
@@ -49,7 +52,7 @@ def grow_state(state: dict[str, Tensor], model: nn.Module, grown: dict[str, obje
     """The checkpoint's weights ``state`` in the shapes of ``model`` (built with the ``grown`` options).
 
     Returns a new dict; ``state`` is not changed. Keys ``model`` has and ``state`` lacks because of the bias
-    (the attention slopes) take ``model``'s initial values.
+    (the attention slopes) or the lifting module take ``model``'s initial values.
     """
     state = dict(state)
     fresh = model.state_dict()
@@ -61,6 +64,10 @@ def grow_state(state: dict[str, Tensor], model: nn.Module, grown: dict[str, obje
     if grown.get("projective_attention_bias"):
         for key, value in fresh.items():
             if ".locality." in key and key not in state:
+                state[key] = value.clone()
+    if grown.get("image_lifting"):
+        for key, value in fresh.items():
+            if key.startswith("lifting.") and key not in state:
                 state[key] = value.clone()
     if grown:
         LOGGER.info("--init_from: grew the checkpoint's decoder: %s", ", ".join(f"{k} = {v!r}" for k, v in grown.items()))
