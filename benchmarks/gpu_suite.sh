@@ -27,6 +27,10 @@
 #                                                           # mira-demo continued on all GPUs (DDP) from the shipped
 #                                                           # weights at the learning rate its run ended with, then
 #                                                           # exported (float16, split into <= 15 MB parts) into OUTDIR
+#   bash benchmarks/gpu_suite.sh demo OUTDIR MINUTES MAX_STEPS [KEY=VALUE ...]
+#                                                           # mira-demo trained from scratch on all GPUs (DDP), resuming
+#                                                           # /tmp/mira-demo-run on the same machine across calls, then
+#                                                           # exported like "continue" (logs and curves in OUTDIR)
 # The machine starts bare: carry .whl (trimesh is needed to import mira.inference for the export).
 # Wheels missing from the GPU image (trimesh, PyMCubes, imageio-ffmpeg, lpips, tensorboard)
 # are installed from ./.whl when that folder exists.
@@ -41,6 +45,18 @@ python3 -c "import torch, transformers, triton; print('torch', torch.__version__
 ngpu=$(nvidia-smi -L | wc -l)
 # The training settings before issue 15's changes (grid_sample, every decoder block checkpointed).
 before="--set fused_sampling=false --set field_checkpointing=false --set gradient_checkpointing_every=1"
+# The newest checkpoint of run folder $1, exported in float16 and split into <= 15 MB parts in $out (here:
+# cat model.safetensors.part_* > model.safetensors), with the run's logs.
+export_demo() {
+  latest=$(ls "$1"/checkpoint-*.pt | sort | tail -n 1)
+  python3 -c "import sys, torch; from mira.inference.checkpoint import load_model; \
+load_model(sys.argv[1]).save_pretrained('/tmp/mira-demo-export', dtype=torch.float16)" "$latest"
+  cp /tmp/mira-demo-export/config.json "$out/config.json"
+  split -b 15m /tmp/mira-demo-export/model.safetensors "$out/model.safetensors.part_"
+  tar czf "$out/logs.tgz" -C "$1" logs
+  ls -la "$out"
+}
+
 case "$part" in
   inference)
     python3 benchmarks/bench_inference.py --device cuda --repeats 3 --warmup 1 --json "$out/inference_fp32.json" 2>&1 | tee "$out/inference_fp32.log"
@@ -164,13 +180,17 @@ PY
       --init_from mira/weights/mira-demo "${sets[@]}" --learning_rate 1e-4 --warmup_steps 0 --min_lr_ratio 0.5 \
       --max_steps 100000 --time_limit_minutes "$minutes" --val_every_steps 250 --checkpoint_every_steps 250 \
       --keep_last_checkpoints 2 --log_every_steps 50 --model_save_path /tmp/mira-demo-continue 2>&1 | tee "$out/continue.log" | grep -i "validation\|error"
-    latest=$(ls /tmp/mira-demo-continue/checkpoint-*.pt | sort | tail -n 1)
-    python3 -c "import sys, torch; from mira.inference.checkpoint import load_model; \
-load_model(sys.argv[1]).save_pretrained('/tmp/mira-demo-export', dtype=torch.float16)" "$latest"
-    cp /tmp/mira-demo-export/config.json "$out/config.json"
-    split -b 15m /tmp/mira-demo-export/model.safetensors "$out/model.safetensors.part_"
-    tar czf "$out/continue_logs.tgz" -C /tmp/mira-demo-continue logs
-    ls -la "$out"  # here: cat model.safetensors.part_* > model.safetensors
+    export_demo /tmp/mira-demo-continue
+    ;;
+  demo)
+    minutes=${3:?give the minutes of training}; max_steps=${4:?give the schedule length in steps}
+    shift 4
+    sets=(); for kv in "$@"; do sets+=(--set "$kv"); done
+    python3 -m torch.distributed.run --standalone --nproc_per_node="$ngpu" train_ddp.py --config_path configs/mira-demo.json \
+      "${sets[@]}" --max_steps "$max_steps" --time_limit_minutes "$minutes" --val_every_steps 250 \
+      --checkpoint_every_steps 250 --keep_last_checkpoints 2 --log_every_steps 25 --model_save_path /tmp/mira-demo-run \
+      2>&1 | tee -a "$out/demo.log" | grep -i "validation\|error\|samples/s" | tail -n 40
+    export_demo /tmp/mira-demo-run
     ;;
   *)
     echo "unknown part '$part': inference, reference, mesh, quickstart, train, learning, curves or continue" >&2; exit 2

@@ -65,3 +65,42 @@ def test_fixed_set_fixed_views_and_lighting_mix():
     mixed = mixed_lighting([1, 2, 3], 0, torch.tensor([True, False, True]), "cpu")
     assert mixed.sun_direction.shape[0] == 3
     assert abs(float(mixed.environment[1].max()) - 0.7) < 1e-6  # the Blender script's default environment
+
+
+def first_batches(config, count: int) -> tuple[list[dict], object]:
+    from mira.training.trainer import Trainer
+
+    trainer = Trainer(config)
+    batches = []
+    for batch in trainer._epoch_micro_batches():
+        batches.append(batch)
+        if len(batches) == count:
+            break
+    return batches, trainer.train_loader
+
+
+def test_worker_processes_make_the_same_batches_as_the_training_process(tmp_path):
+    """data.procedural_workers: batches rendered in spawned worker processes (CPU tensors back) are the batches the
+    training process renders itself, in the same order."""
+    common = dict(batch_size=2, val_every_steps=0, device="cpu")
+    own, own_loader = first_batches(small_config(model_save_path=str(tmp_path / "own"), **common), 2)
+    spawned, loader = first_batches(small_config(model_save_path=str(tmp_path / "workers"), procedural_workers=1,
+                                                 **common), 2)
+    assert own_loader.num_workers == 0 and loader.num_workers == 1 and loader.persistent_workers
+    assert loader.multiprocessing_context.get_start_method() == "spawn"
+    for a, b in zip(own, spawned):
+        assert a["object_id"] == b["object_id"]
+        for key in ("source_image", "target_images", "target_masks", "target_c2w", "background"):
+            torch.testing.assert_close(b[key], a[key], atol=2e-3, rtol=0, msg=key)
+
+
+def test_epoch_tagged_batches_render_each_epoch_in_one_call():
+    from mira.training.sampler import EpochIndexedDataset
+
+    dataset = ProceduralDataset(small_config(), "train")
+    calls = []
+    render = dataset.__getitems__
+    dataset.__getitems__ = lambda indices: calls.append(list(indices)) or render(indices)
+    items = EpochIndexedDataset(dataset).__getitems__([4, 5, 6, 7])  # epoch 0: 4, 5; epoch 1: 0, 1
+    assert calls == [[4, 5], [0, 1]]
+    assert [item["object_id"] for item in items] == [f"procedural_{i:010d}" for i in (4, 5, 6, 7)]

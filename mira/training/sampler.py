@@ -68,3 +68,23 @@ class EpochIndexedDataset(Dataset):
             self.dataset.set_epoch(epoch)
             self.epoch = epoch
         return self.dataset[item]
+
+    def __getitems__(self, indices: list[int]) -> list:
+        """Items of ``indices`` in order; a dataset that makes whole batches (``__getitems__``) gets each
+        epoch's run of indices in one call."""
+        if not hasattr(self.dataset, "__getitems__"):
+            return [self[index] for index in indices]
+        items: list = []
+        size = len(self.dataset)
+        start = 0
+        while start < len(indices):
+            epoch = int(indices[start]) // size
+            end = start
+            while end < len(indices) and int(indices[end]) // size == epoch:
+                end += 1
+            if epoch != self.epoch:
+                self.dataset.set_epoch(epoch)
+                self.epoch = epoch
+            items.extend(self.dataset.__getitems__([int(i) % size for i in indices[start:end]]))
+            start = end
+        return items

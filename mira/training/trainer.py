@@ -203,22 +203,30 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def _data_workers(self, dataset: Dataset) -> int:
-        """Data worker processes for ``dataset``: none for a dataset that renders on the training device
-        (procedural objects run in this process), else ``data.num_workers``."""
-        return 0 if renders_on_device(dataset) else self.config.data.num_workers
+        """Data worker processes for ``dataset``: for a dataset that renders on the training device (procedural
+        objects) ``data.procedural_workers`` (0: in this process), else ``data.num_workers``."""
+        if renders_on_device(dataset):
+            return self.config.data.procedural_workers
+        return self.config.data.num_workers
 
     def _make_loader(self, dataset: Dataset, sampler: DistributedSampler, drop_last: bool,
                      batch_size: int | None = None, persistent: bool = False) -> DataLoader:
         """A loader of ``dataset``; ``persistent`` keeps its workers across epochs (the training loader's
         epoch-dependent items then come through :class:`EpochIndexedDataset`)."""
         base = dataset.dataset if isinstance(dataset, EpochIndexedDataset) else dataset
+        while isinstance(base, Subset):
+            base = base.dataset
         on_device = renders_on_device(base)
-        workers = self._data_workers(base)
+        workers = self._data_workers(base) if persistent or not on_device else 0
+        context = None
+        if on_device and workers > 0:  # workers render on the GPU: a fresh interpreter each, CPU tensors back
+            context = "spawn"
+            base.output_device = torch.device("cpu")
         return DataLoader(dataset, batch_size=batch_size or self.train_cfg.batch_size, sampler=sampler,
-                          num_workers=workers, pin_memory=self.device.type == "cuda" and not on_device,
-                          drop_last=drop_last,
+                          num_workers=workers, pin_memory=self.device.type == "cuda" and (workers > 0 or not on_device),
+                          drop_last=drop_last, multiprocessing_context=context,
                           generator=self.loader_generator, persistent_workers=persistent and workers > 0,
-                          prefetch_factor=4 if workers > 0 else None,
+                          prefetch_factor=(2 if on_device else 4) if workers > 0 else None,
                           worker_init_fn=ignore_sigint if workers > 0 else None)
 
     def _make_val_loader(self, dataset: Dataset | None) -> DataLoader | None:
@@ -359,7 +367,8 @@ class Trainer:
     def _batches_of(self, loader: DataLoader, dataset: Dataset) -> Iterable[dict[str, Any]]:
         """``loader``, made ``data.device_prefetch`` batches ahead when its dataset renders on this GPU."""
         depth = self.config.data.device_prefetch
-        if renders_on_device(dataset) and depth > 0 and self.device.type == "cuda":
+        in_process = loader.num_workers == 0
+        if renders_on_device(dataset) and in_process and depth > 0 and self.device.type == "cuda":
             return prefetched(loader, self.device, depth)
         return loader
 

@@ -7,7 +7,9 @@ the targets are rendered at ``render_size``, and every camera is moved into the 
 
 It is a map-style dataset whose ``__getitems__`` renders a whole batch at once (PyTorch's
 ``DataLoader`` calls it with the batch's indices), so a batch costs a few sphere-tracing launches
-on the GPU; ``renders_on_device`` tells the trainer to load it in the main process.
+on the GPU; ``renders_on_device`` tells the trainer to load it in the main process, or, with
+``data.procedural_workers``, in worker processes that render on the GPU and hand back CPU tensors
+(``output_device``).
 
 Everything is a pure function of ``(seed, epoch, index)``: resuming a run replays the same samples.
 Objects: with ``procedural_objects = N > 0`` a fixed set of N objects (index i is object i); else an
@@ -110,6 +112,9 @@ class ProceduralDataset(Dataset):
             raise ValueError(f"ProceduralDataset needs at least one object, got {self.num_objects}")
         self.epoch = 0
         self.num_skipped = 0
+        # Where the items' tensors are handed over (None: the rendering device); a data worker process renders on
+        # the GPU and hands CPU tensors back (Trainer with data.procedural_workers > 0).
+        self.output_device: torch.device | None = None
         self.intrinsics = intrinsics_from_fov(ZERO123_FOV_DEG)
 
     def __len__(self) -> int:
@@ -135,6 +140,8 @@ class ProceduralDataset(Dataset):
             if not 0 <= index < self.num_objects:
                 raise IndexError(f"index {index} out of range for {self.num_objects} procedural objects")
         batch = self._render_batch([int(i) for i in indices])
+        if self.output_device is not None:
+            batch = {key: value.to(self.output_device) for key, value in batch.items()}
         items = []
         for row, index in enumerate(indices):
             item = {key: value[row] for key, value in batch.items()}
