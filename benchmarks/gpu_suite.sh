@@ -31,6 +31,10 @@
 #                                                           # mira-demo trained from scratch on all GPUs (DDP), resuming
 #                                                           # /tmp/mira-demo-run on the same machine across calls, then
 #                                                           # exported like "continue" (logs and curves in OUTDIR)
+#   bash benchmarks/gpu_suite.sh evaluate OUTDIR CHECKPOINT ...
+#                                                           # docs/EVALUATION.md's 100 held-out procedural objects, written
+#                                                           # on the GPU, each checkpoint scored on its own GPU
+#                                                           # (OUTDIR/eval_<i>.json: metrics.json of checkpoint i)
 # The machine starts bare: carry .whl (trimesh is needed to import mira.inference for the export).
 # Wheels missing from the GPU image (trimesh, PyMCubes, imageio-ffmpeg, lpips, tensorboard)
 # are installed from ./.whl when that folder exists.
@@ -182,12 +186,26 @@ PY
       --keep_last_checkpoints 2 --log_every_steps 50 --model_save_path /tmp/mira-demo-continue 2>&1 | tee "$out/continue.log" | grep -i "validation\|error"
     export_demo /tmp/mira-demo-continue
     ;;
+  evaluate)
+    shift 2
+    [ -d /tmp/procedural-eval ] || python3 -m mira.data.procedural write --output_dir /tmp/procedural-eval --num_train 0 \
+      --num_val 100 --num_views 8 --size 128 --seed 2026 --device cuda
+    i=0
+    for checkpoint in "$@"; do
+      python3 -m mira.evaluate --checkpoint_path "$checkpoint" --data_dir /tmp/procedural-eval --split val \
+        --output_path "/tmp/eval_$i" --lpips_backbone none --mesh_resolution 128 --device "cuda:$((i % ngpu))" \
+        --no_progress > "$out/eval_$i.log" 2>&1 &
+      i=$((i + 1))
+    done
+    wait
+    for ((j = 0; j < i; j++)); do cp "/tmp/eval_$j/metrics.json" "$out/eval_$j.json"; tail -n 3 "$out/eval_$j.log"; done
+    ;;
   demo)
     minutes=${3:?give the minutes of training}; max_steps=${4:?give the schedule length in steps}
     shift 4
     sets=(); for kv in "$@"; do sets+=(--set "$kv"); done
     python3 -m torch.distributed.run --standalone --nproc_per_node="$ngpu" train_ddp.py --config_path configs/mira-demo.json \
-      "${sets[@]}" --max_steps "$max_steps" --time_limit_minutes "$minutes" --val_every_steps 250 \
+      "${sets[@]}" --max_steps "$max_steps" --time_limit_minutes "$minutes" --val_every_steps 500 \
       --checkpoint_every_steps 250 --keep_last_checkpoints 2 --log_every_steps 25 --model_save_path /tmp/mira-demo-run \
       2>&1 | tee -a "$out/demo.log" | grep -i "validation\|error\|samples/s" | tail -n 40
     export_demo /tmp/mira-demo-run
