@@ -14,6 +14,7 @@ from mira.rendering import TriplaneRenderer
 from mira.rendering.field import TriplaneField
 from mira.rendering.field_kernels import fused_field_raw, fused_field_supported
 from mira.rendering.triplane import PLANE_AXES_BY_NAME, normalize_points, sample_triplane
+from mira.rendering.triplane_kernels import fused_sample_triplane
 
 pytest.importorskip("triton")
 
@@ -188,3 +189,28 @@ def test_training_render_with_the_fused_field_takes_all_rays_in_one_chunk(monkey
     torch.testing.assert_close(rendered[True].detach(), rendered[False], rtol=1e-5, atol=1e-6)
     rendered[True].square().sum().backward()
     assert planes.grad is not None and planes.grad.abs().max() > 0
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_kernels_run_on_a_second_gpu_while_the_first_is_current() -> None:
+    """A model on cuda:1 in a process whose current device is cuda:0 (mira.evaluate --device cuda:1): the Triton
+    kernels (lookup and fused field, forward and backward) launch on the tensors' device and agree with cuda:0."""
+    torch.manual_seed(0)
+    field = _field("silu", 4, channels=8, hidden=32, aggregation="concat")
+    planes = torch.randn(2, 3, 8, 16, 16)
+    points = torch.rand(2, 500, 3) * 2 - 1
+    axes = PLANE_AXES_BY_NAME["xy_xz_yz"]
+    results = []
+    for device in ("cuda:0", "cuda:1"):
+        torch.cuda.set_device(0)
+        moved = field.to(device)
+        device_planes = planes.to(device).requires_grad_(True)
+        looked_up = fused_sample_triplane(device_planes, normalize_points(points.to(device), BOX_MIN.to(device),
+                                                                          BOX_MAX.to(device)), axes, torch.float32)
+        raw = fused_field_raw(moved.project_planes(device_planes, "concat"),
+                              normalize_points(points.to(device), BOX_MIN.to(device), BOX_MAX.to(device)), moved, axes,
+                              "silu")
+        (raw.sum() + looked_up.sum()).backward()
+        results.append((raw.cpu(), looked_up.detach().cpu(), device_planes.grad.cpu()))
+    for on_second, on_first in zip(results[1], results[0]):
+        torch.testing.assert_close(on_second, on_first)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mira.rendering.triplane_kernels import triton, tl
+from mira.rendering.triplane_kernels import on_device_of, triton, tl
 
 # The output layer is padded to this many columns (tl.dot needs >= 16); its first OUTPUTS are real.
 OUT_PAD = 16
@@ -292,11 +292,12 @@ def _launch(backward: bool, planes: Tensor, grid: Tensor, first_bias: Tensor, hi
     dot, precision = _DOT_CODES[planes.dtype]
     hidden_w_arg = hidden_w if hidden_w.numel() else first_bias  # never read when NUM_HIDDEN is 0
     hidden_b_arg = hidden_b if hidden_b.numel() else first_bias
-    _kernel(not grid.is_cuda)(
-        planes, grid, first_bias, hidden_w_arg, hidden_b_arg, out_w, out_b, result, grad_result, *grads,
-        num_points, width, height, axes[0][0], axes[0][1], axes[1][0], axes[1][1], axes[2][0], axes[2][1],
-        num_points=num_points, batch=batch, HIDDEN=hidden, NUM_HIDDEN=hidden_w.shape[0], RELU=relu, DOT=dot,
-        PRECISION=precision, OUT_PAD=OUT_PAD, SLOTS=SLOTS, BACKWARD=backward)
+    with on_device_of(planes):
+        _kernel(not grid.is_cuda)(
+            planes, grid, first_bias, hidden_w_arg, hidden_b_arg, out_w, out_b, result, grad_result, *grads,
+            num_points, width, height, axes[0][0], axes[0][1], axes[1][0], axes[1][1], axes[2][0], axes[2][1],
+            num_points=num_points, batch=batch, HIDDEN=hidden, NUM_HIDDEN=hidden_w.shape[0], RELU=relu, DOT=dot,
+            PRECISION=precision, OUT_PAD=OUT_PAD, SLOTS=SLOTS, BACKWARD=backward)
 
 
 def fused_field_supported(field: nn.Module, hidden_dim: int, activation: str) -> bool:

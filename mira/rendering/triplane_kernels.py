@@ -21,6 +21,7 @@ layout and keeps the strided atomics in the backward; the layout change is the g
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import torch
@@ -187,9 +188,21 @@ class _Interpreted:
         self.kernel[grid](*args, BACKWARD=BACKWARD, SUM_PLANES=SUM_PLANES, BLOCK_P=BLOCK_P, BLOCK_C=BLOCK_C)
 
 
+def on_device_of(tensor: Tensor) -> contextlib.AbstractContextManager:
+    """The CUDA device of ``tensor`` made current (a no-op on the CPU): Triton launches on the current device, so a
+    kernel given tensors on ``cuda:1`` while ``cuda:0`` is current would read pointers it cannot access."""
+    return torch.cuda.device(tensor.device) if tensor.is_cuda else contextlib.nullcontext()
+
+
 def _launch(kernel, tensors: tuple[Tensor, ...], num_points: int, batch: int, channels: int, height: int,
             width: int, axes: tuple[tuple[int, int], ...], sum_planes: bool) -> None:
     """Run ``kernel`` over (point blocks, batch * 3 planes), or (point blocks, batch) when ``sum_planes``."""
+    with on_device_of(tensors[0]):
+        _launch_here(kernel, tensors, num_points, batch, channels, height, width, axes, sum_planes)
+
+
+def _launch_here(kernel, tensors: tuple[Tensor, ...], num_points: int, batch: int, channels: int, height: int,
+                 width: int, axes: tuple[tuple[int, int], ...], sum_planes: bool) -> None:
     kernel(*tensors, num_points, channels, width, height, axes[0][0], axes[0][1], axes[1][0], axes[1][1],
            axes[2][0], axes[2][1], num_points=num_points, programs=batch if sum_planes else batch * 3,
            SUM_PLANES=sum_planes)
