@@ -32,7 +32,8 @@ def test_shipped_checkpoint_is_the_cli_default_and_small():
     weights = DEFAULT_CHECKPOINT / "model.safetensors"
     assert weights.stat().st_size <= MAX_CHECKPOINT_BYTES
     config = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())
-    assert config["renderer"]["mesh_density_threshold"] == 1.0  # calibrated, docs/TRAINING.md
+    assert config["renderer"]["mesh_density_threshold"] == 2.0  # calibrated, docs/TRAINING.md
+    assert config["model"]["image_lifting"] and config["model"]["projective_attention_bias"]
     assert len(EXAMPLES) == 3
 
 
