@@ -36,8 +36,7 @@ from torch import Tensor, nn
 
 from mira.cameras import project_points
 from mira.models.projective_bias import token_segments
-
-NUM_PLANES = 3
+from mira.models.transformer import NUM_PLANES
 
 
 def cell_line_points(resolution: int, depth_samples: int, plane_axes: Sequence[Sequence[int]],
@@ -108,8 +107,9 @@ class ImageLifting(nn.Module):
         height, width = image_size
         points = self.line_points.expand(batch, -1, -1)
         uv, _ = project_points(points, source_c2w.float(), source_intrinsics.float(), width, height)  # box in front
-        scale = uv.new_tensor([2.0 / width, 2.0 / height])
-        grid = (uv * scale - 1.0).view(batch, -1, self.depth_samples, 2).to(features.dtype)
+        # pixels -> grid_sample's [-1, 1] (align_corners false); no host constant, so CUDA graphs can capture it
+        grid = torch.stack([uv[..., 0] * (2.0 / width), uv[..., 1] * (2.0 / height)], dim=-1) - 1.0
+        grid = grid.view(batch, -1, self.depth_samples, 2).to(features.dtype)
         sampled = F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         return sampled.permute(0, 2, 3, 1).reshape(batch, grid.shape[1], self.depth_samples * self.channels)
 
