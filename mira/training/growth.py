@@ -31,6 +31,8 @@ LOGGER = logging.getLogger("mira.training")
 GROWABLE_MODEL_KEYS = {"projective_attention_bias": (False, True), "triplane_upsample_kernel": (2, 4),
                        "image_lifting": (False, True)}
 UPSAMPLE_WEIGHT = "decoder.upsample.weight"
+# Options that add weights, and what their weights' names contain: grown, those start at the model's initial values.
+NEW_WEIGHTS_OF = {"projective_attention_bias": ".locality.", "image_lifting": "lifting."}
 
 
 def requested_growth(checkpoint: ModelConfig, run: ModelConfig) -> dict[str, object]:
@@ -61,14 +63,9 @@ def grow_state(state: dict[str, Tensor], model: nn.Module, grown: dict[str, obje
         large = torch.zeros_like(fresh[UPSAMPLE_WEIGHT], dtype=small.dtype)  # (D, C, 4, 4)
         large[..., 1:3, 1:3] = small
         state[UPSAMPLE_WEIGHT] = large
-    if grown.get("projective_attention_bias"):
-        for key, value in fresh.items():
-            if ".locality." in key and key not in state:
-                state[key] = value.clone()
-    if grown.get("image_lifting"):
-        for key, value in fresh.items():
-            if key.startswith("lifting.") and key not in state:
-                state[key] = value.clone()
+    for option, marker in NEW_WEIGHTS_OF.items():
+        if grown.get(option):
+            state.update({key: value.clone() for key, value in fresh.items() if marker in key and key not in state})
     if grown:
         LOGGER.info("--init_from: grew the checkpoint's decoder: %s", ", ".join(f"{k} = {v!r}" for k, v in grown.items()))
     return state

@@ -3,6 +3,7 @@ epoch-tagged indices that let data workers persist across epochs."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Iterator
 
 from torch.utils.data import Dataset, DistributedSampler
@@ -62,11 +63,14 @@ class EpochIndexedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int):
-        epoch, item = divmod(int(index), len(self.dataset))
+    def _at_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
             self.dataset.set_epoch(epoch)
             self.epoch = epoch
+
+    def __getitem__(self, index: int):
+        epoch, item = divmod(int(index), len(self.dataset))
+        self._at_epoch(epoch)
         return self.dataset[item]
 
     def __getitems__(self, indices: list[int]) -> list:
@@ -75,16 +79,8 @@ class EpochIndexedDataset(Dataset):
         if not hasattr(self.dataset, "__getitems__"):
             return [self[index] for index in indices]
         items: list = []
-        size = len(self.dataset)
-        start = 0
-        while start < len(indices):
-            epoch = int(indices[start]) // size
-            end = start
-            while end < len(indices) and int(indices[end]) // size == epoch:
-                end += 1
-            if epoch != self.epoch:
-                self.dataset.set_epoch(epoch)
-                self.epoch = epoch
-            items.extend(self.dataset.__getitems__([int(i) % size for i in indices[start:end]]))
-            start = end
+        tagged = (divmod(int(index), len(self.dataset)) for index in indices)
+        for epoch, run in itertools.groupby(tagged, key=lambda pair: pair[0]):
+            self._at_epoch(epoch)
+            items.extend(self.dataset.__getitems__([item for _, item in run]))
         return items
