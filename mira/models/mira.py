@@ -114,12 +114,12 @@ class MIRA(nn.Module):
         if self.camera_embedder is not None:
             camera_embedding = self.camera_embedder.embed_camera(source_c2w.to(images.dtype),
                                                                  source_intrinsics.to(images.dtype))
-        if self.lifting is None:
-            return self.decoder(image_tokens, camera_embedding, source_c2w, source_intrinsics, tuple(images.shape[-2:]))
-        token_offsets, cell_offsets = self.lifting(images, image_tokens, source_c2w, source_intrinsics)
+        token_offsets = cell_offsets = None
+        if self.lifting is not None:
+            token_offsets, cell_offsets = self.lifting(images, image_tokens, source_c2w, source_intrinsics)
         triplanes = self.decoder(image_tokens, camera_embedding, source_c2w, source_intrinsics, tuple(images.shape[-2:]),
                                  token_offsets=token_offsets)
-        return triplanes + cell_offsets.to(triplanes.dtype)
+        return triplanes if cell_offsets is None else triplanes + cell_offsets.to(triplanes.dtype)
 
     def forward(
         self,

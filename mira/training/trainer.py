@@ -214,14 +214,10 @@ class Trainer:
         """A loader of ``dataset``; ``persistent`` keeps its workers across epochs (the training loader's
         epoch-dependent items then come through :class:`EpochIndexedDataset`)."""
         base = dataset.dataset if isinstance(dataset, EpochIndexedDataset) else dataset
-        while isinstance(base, Subset):
-            base = base.dataset
         on_device = renders_on_device(base)
         workers = self._data_workers(base) if persistent or not on_device else 0
-        context = None
-        if on_device and workers > 0:  # workers render on the GPU: a fresh interpreter each, CPU tensors back
-            context = "spawn"
-            base.output_device = torch.device("cpu")
+        # Workers that render on the GPU need a fresh interpreter each (CUDA does not survive a fork).
+        context = "spawn" if on_device and workers > 0 else None
         return DataLoader(dataset, batch_size=batch_size or self.train_cfg.batch_size, sampler=sampler,
                           num_workers=workers, pin_memory=self.device.type == "cuda" and (workers > 0 or not on_device),
                           drop_last=drop_last, multiprocessing_context=context,

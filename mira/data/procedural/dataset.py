@@ -9,7 +9,7 @@ It is a map-style dataset whose ``__getitems__`` renders a whole batch at once (
 ``DataLoader`` calls it with the batch's indices), so a batch costs a few sphere-tracing launches
 on the GPU; ``renders_on_device`` tells the trainer to load it in the main process, or, with
 ``data.procedural_workers``, in worker processes that render on the GPU and hand back CPU tensors
-(``output_device``).
+(any ``DataLoader`` worker hands its batches back on the CPU).
 
 Everything is a pure function of ``(seed, epoch, index)``: resuming a run replays the same samples.
 Objects: with ``procedural_objects = N > 0`` a fixed set of N objects (index i is object i); else an
@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from mira.cameras import ZERO123_FOV_DEG, intrinsics_from_fov, look_at, spherical_to_cartesian, transform_cameras
 from mira.config import MiraConfig
@@ -112,9 +112,6 @@ class ProceduralDataset(Dataset):
             raise ValueError(f"ProceduralDataset needs at least one object, got {self.num_objects}")
         self.epoch = 0
         self.num_skipped = 0
-        # Where the items' tensors are handed over (None: the rendering device); a data worker process renders on
-        # the GPU and hands CPU tensors back (Trainer with data.procedural_workers > 0).
-        self.output_device: torch.device | None = None
         self.intrinsics = intrinsics_from_fov(ZERO123_FOV_DEG)
 
     def __len__(self) -> int:
@@ -140,8 +137,8 @@ class ProceduralDataset(Dataset):
             if not 0 <= index < self.num_objects:
                 raise IndexError(f"index {index} out of range for {self.num_objects} procedural objects")
         batch = self._render_batch([int(i) for i in indices])
-        if self.output_device is not None:
-            batch = {key: value.to(self.output_device) for key, value in batch.items()}
+        if get_worker_info() is not None:  # a data worker process: CPU tensors back to the training process
+            batch = {key: value.cpu() for key, value in batch.items()}
         items = []
         for row, index in enumerate(indices):
             item = {key: value[row] for key, value in batch.items()}
