@@ -198,14 +198,9 @@ def _launch(kernel, tensors: tuple[Tensor, ...], num_points: int, batch: int, ch
             width: int, axes: tuple[tuple[int, int], ...], sum_planes: bool) -> None:
     """Run ``kernel`` over (point blocks, batch * 3 planes), or (point blocks, batch) when ``sum_planes``."""
     with on_device_of(tensors[0]):
-        _launch_here(kernel, tensors, num_points, batch, channels, height, width, axes, sum_planes)
-
-
-def _launch_here(kernel, tensors: tuple[Tensor, ...], num_points: int, batch: int, channels: int, height: int,
-                 width: int, axes: tuple[tuple[int, int], ...], sum_planes: bool) -> None:
-    kernel(*tensors, num_points, channels, width, height, axes[0][0], axes[0][1], axes[1][0], axes[1][1],
-           axes[2][0], axes[2][1], num_points=num_points, programs=batch if sum_planes else batch * 3,
-           SUM_PLANES=sum_planes)
+        kernel(*tensors, num_points, channels, width, height, axes[0][0], axes[0][1], axes[1][0], axes[1][1],
+               axes[2][0], axes[2][1], num_points=num_points, programs=batch if sum_planes else batch * 3,
+               SUM_PLANES=sum_planes)
 
 
 class _FusedTriplaneSample(torch.autograd.Function):
