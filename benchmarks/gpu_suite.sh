@@ -25,7 +25,8 @@
 #                                                           # one run per GPU (up to 4 at once)
 #   bash benchmarks/gpu_suite.sh continue OUTDIR MINUTES [KEY=VALUE ...]
 #                                                           # mira-demo continued on all GPUs (DDP) from the shipped
-#                                                           # weights at the learning rate its run ended with, then
+#                                                           # weights (default: lr 1e-4, no warm-up; KEY=VALUE replaces
+#                                                           # a default), resuming /tmp/mira-demo-continue, then
 #                                                           # exported (float16, split into <= 15 MB parts) into OUTDIR
 #   bash benchmarks/gpu_suite.sh demo OUTDIR MINUTES MAX_STEPS [KEY=VALUE ...]
 #                                                           # mira-demo trained from scratch on all GPUs (DDP), resuming
@@ -178,12 +179,15 @@ PY
   continue)
     minutes=${3:?give the minutes of training}
     shift 3
-    sets=(); for kv in "$@"; do sets+=(--set "$kv"); done
-    # a fresh optimiser at the full learning rate cost the shipped weights ~1 dB (docs/TRAINING.md): start low, stay low
+    # a fresh optimiser at the full learning rate cost the shipped weights ~1 dB (docs/TRAINING.md): by default start
+    # low and stay low; any KEY=VALUE given replaces the default of that key (e.g. learning_rate=2.5e-4 max_steps=7500)
+    declare -A keys=([learning_rate]=1e-4 [warmup_steps]=0 [min_lr_ratio]=0.5 [max_steps]=100000 [val_every_steps]=250
+                     [checkpoint_every_steps]=250 [keep_last_checkpoints]=2 [log_every_steps]=50)
+    for kv in "$@"; do keys[${kv%%=*}]=${kv#*=}; done
+    sets=(); for key in "${!keys[@]}"; do sets+=(--set "$key=${keys[$key]}"); done
     python3 -m torch.distributed.run --standalone --nproc_per_node="$ngpu" train_ddp.py --config_path configs/mira-demo.json \
-      --init_from mira/weights/mira-demo "${sets[@]}" --learning_rate 1e-4 --warmup_steps 0 --min_lr_ratio 0.5 \
-      --max_steps 100000 --time_limit_minutes "$minutes" --val_every_steps 250 --checkpoint_every_steps 250 \
-      --keep_last_checkpoints 2 --log_every_steps 50 --model_save_path /tmp/mira-demo-continue 2>&1 | tee "$out/continue.log" | grep -i "validation\|error"
+      --init_from mira/weights/mira-demo "${sets[@]}" --time_limit_minutes "$minutes" \
+      --model_save_path /tmp/mira-demo-continue 2>&1 | tee -a "$out/continue.log" | grep -i "validation\|error\|samples/s" | tail -n 40
     export_demo /tmp/mira-demo-continue
     ;;
   evaluate)
