@@ -37,6 +37,8 @@
 #                                                           # on the GPU, each checkpoint scored on its own GPU
 #                                                           # (OUTDIR/eval_<i>.json: metrics.json of checkpoint i)
 # The machine starts bare: carry .whl (trimesh is needed to import mira.inference for the export).
+# A part run in the background across calls (setsid nohup bash benchmarks/gpu_suite.sh ... &) writes OUTDIR/finished
+# when it ends: wait for that file (a `pgrep -f` for the command line also matches the waiting shell's own command).
 # Wheels missing from the GPU image (trimesh, PyMCubes, imageio-ffmpeg, lpips, tensorboard)
 # are installed from ./.whl when that folder exists.
 set -uo pipefail
@@ -215,6 +217,7 @@ PY
     export_demo /tmp/mira-demo-run
     ;;
   *)
-    echo "unknown part '$part': inference, reference, mesh, quickstart, train, learning, curves or continue" >&2; exit 2
+    echo "unknown part '$part': see the list at the top of benchmarks/gpu_suite.sh" >&2; exit 2
     ;;
 esac
+date > "$out/finished"
