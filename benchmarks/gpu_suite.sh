@@ -49,7 +49,8 @@ fi
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch, transformers, triton; print('torch', torch.__version__, 'transformers', transformers.__version__, 'triton', triton.__version__)" | tee -a "$out/gpu.txt"
-ngpu=$(nvidia-smi -L | wc -l)
+# MIRA_NGPU: how many GPUs this part may use (with CUDA_VISIBLE_DEVICES naming them); default every GPU
+ngpu=${MIRA_NGPU:-$(nvidia-smi -L | wc -l)}
 # The training settings before issue 15's changes (grid_sample, every decoder block checkpointed).
 before="--set fused_sampling=false --set field_checkpointing=false --set gradient_checkpointing_every=1"
 # The newest checkpoint of run folder $1, exported in float16 and split into <= 15 MB parts in $out (here:
