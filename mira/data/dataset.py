@@ -44,7 +44,9 @@ class SharedInt:
     """
 
     def __init__(self, value: int = 0):
-        self._shared = multiprocessing.Value("q", value)
+        # a lock of the spawn context travels to forked and spawned workers alike (a fork-context lock cannot be
+        # sent to a spawned worker: the procedural data's workers are spawned, mira/data/procedural/mix.py)
+        self._shared = multiprocessing.get_context("spawn").Value("q", value)
 
     @property
     def value(self) -> int:
@@ -64,7 +66,7 @@ class SharedInt:
         return {"plain": self.value}
 
     def __setstate__(self, state: dict) -> None:
-        self._shared = state["shared"] if "shared" in state else multiprocessing.Value("q", state["plain"])
+        self._shared = state["shared"] if "shared" in state else multiprocessing.get_context("spawn").Value("q", state["plain"])
 
 
 class ObjectSkipped(Exception):
@@ -137,9 +139,15 @@ class MultiViewDataset(Dataset):
         return self._skipped.value
 
     def __getitem__(self, index: int) -> dict:
+        return self.draw(index, self.epoch if self.split == "train" else 0)
+
+    def draw(self, index: int, epoch: int) -> dict:
+        """The item of object ``index`` as epoch ``epoch`` samples it (views, crops, background: a pure function
+        of ``(seed, epoch, index)``); ``dataset[index]`` is ``draw(index, current epoch)``. A mix of datasets
+        (:class:`mira.data.procedural.mix.RenderMixDataset`) draws the same object in several samples of one
+        epoch with distinct ``epoch`` keys."""
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} objects")
-        epoch = self.epoch if self.split == "train" else 0
         for attempt in range(min(MAX_OBJECT_ATTEMPTS, len(self))):
             object_id = self.object_ids[(index + attempt) % len(self)]
             rng = np.random.default_rng([self.seed, epoch, index, attempt])
