@@ -268,6 +268,11 @@ class DataConfig:
     # Procedural training data rendered in this many worker processes instead (each on the training GPU,
     # its own interpreter; batches come back through pinned memory); 0 = in the training process.
     procedural_workers: int = 0
+    # Procedural training with renders from disk mixed in: each training sample is, with this probability, an
+    # object of the "train" split of procedural_mix_dir (a load_input_data.py dataset, e.g. Blender renders)
+    # instead of a procedural one (mira/data/procedural/mix.py); 0 = procedural only. Validation stays procedural.
+    procedural_mix_fraction: float = 0.0
+    procedural_mix_dir: str = ""
 
 
 @dataclass
@@ -506,6 +511,14 @@ class MiraConfig:
             fail("procedural_workers", f"must be >= 0 (0 = render in the training process), got {d.procedural_workers}")
         if d.device_prefetch < 0:
             fail("device_prefetch", f"must be >= 0 (0 = off), got {d.device_prefetch}")
+        if not 0.0 <= d.procedural_mix_fraction < 1.0:
+            fail("procedural_mix_fraction", f"must be in [0, 1) (0 = procedural only), got {d.procedural_mix_fraction}")
+        if d.procedural_mix_fraction > 0.0 and d.data_source != "procedural":
+            fail("procedural_mix_fraction", "mixes renders into procedural data: set data_source 'procedural' "
+                 "(to train on renders alone, data_source 'renders' with data_dir)")
+        if d.procedural_mix_fraction > 0.0 and not d.procedural_mix_dir:
+            fail("procedural_mix_dir", "is empty: name the dataset (load_input_data.py --output_path DIR) whose "
+                 "renders procedural_mix_fraction mixes in")
 
     # ------------------------------------------------------------------ helpers
     def _sections(self) -> list[Any]:

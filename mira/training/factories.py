@@ -117,13 +117,22 @@ def config_of_built_model(config: MiraConfig, model: nn.Module) -> MiraConfig:
 
 def build_datasets(config: MiraConfig, device: torch.device | str = "cpu") -> tuple[Dataset, Dataset | None]:
     """Train and validation datasets: analytic scenes if ``synthetic_objects > 0``, procedural objects
-    rendered on ``device`` if ``data_source`` is "procedural", else the renders in ``data_dir``."""
+    rendered on ``device`` if ``data_source`` is "procedural" (with ``procedural_mix_fraction`` of the training
+    samples from the renders in ``procedural_mix_dir``), else the renders in ``data_dir``."""
     t = config.train
     if config.data.data_source == "procedural":
         from mira.data.procedural.dataset import ProceduralDataset
 
-        return (ProceduralDataset(config, "train", seed=t.seed, device=device),
-                ProceduralDataset(config, "val", seed=t.seed, device=device))
+        train = ProceduralDataset(config, "train", seed=t.seed, device=device)
+        if config.data.procedural_mix_fraction > 0.0:  # renders from disk mixed into the stream
+            from mira.data import MultiViewDataset
+            from mira.data.procedural.mix import RenderMixDataset
+
+            renders = MultiViewDataset(config, split="train", seed=t.seed, root=config.data.procedural_mix_dir)
+            train = RenderMixDataset(train, renders, config.data.procedural_mix_fraction, t.seed)
+            LOGGER.info("mixing %d render objects of %s into the procedural stream (%.0f %% of the samples)",
+                        len(renders), config.data.procedural_mix_dir, 100.0 * config.data.procedural_mix_fraction)
+        return train, ProceduralDataset(config, "val", seed=t.seed, device=device)
     if t.synthetic_objects > 0:
         from mira.training.synthetic_scenes import SyntheticSceneDataset
 
