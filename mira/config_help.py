@@ -97,6 +97,8 @@ DATA_KEYS: dict[str, str] = {
     "fixed_source_view": "each object always shows the same source view (overfitting tests)",
     "device_prefetch": "procedural data on the GPU: batches made this many steps ahead; 0 = in line",
     "procedural_workers": "procedural data rendered on the GPU in this many worker processes; 0 = in the training process",
+    "procedural_mix_fraction": "procedural data: share of training samples taken from procedural_mix_dir's renders instead; 0 = none",
+    "procedural_mix_dir": "procedural data: the renders dataset (load_input_data.py --output_path) mixed in by procedural_mix_fraction",
 }
 
 TRAIN_KEYS: dict[str, str] = {
