@@ -314,13 +314,19 @@ def test_compiled_reconstruction_gives_the_model_triplanes(tiny_checkpoint, obje
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (CUDA graphs)")
-def test_graph_reconstruction_replays_the_model_on_cuda(tiny_checkpoint, object_png):
-    """mira.inference.compiled.graph_reconstruction: the eager forward captured once per shape and replayed gives
-    the model's triplanes for each new image (the graph reads its input buffers, not the captured image)."""
-    from mira.inference.compiled import graph_reconstruction
+@pytest.mark.parametrize("compile_mode", [None, "default", "test.py"])
+def test_graph_reconstruction_replays_the_model_on_cuda(tiny_checkpoint, object_png, compile_mode):
+    """mira.inference.compiled.graph_reconstruction: the eager forward, or inductor's kernels (compile_mode
+    "default"; "test.py": compile_reconstruction, which takes that path on CUDA), captured once per shape and
+    replayed gives the model's triplanes for each new image (the graph reads its input buffers, not the captured
+    image)."""
+    from mira.inference.compiled import compile_reconstruction, graph_reconstruction
 
     model = load_model(str(tiny_checkpoint)).cuda()
-    reconstruct = graph_reconstruction(model, None)
+    if compile_mode == "test.py":
+        reconstruct = compile_reconstruction(load_model(str(tiny_checkpoint)).cuda(), None)
+    else:
+        reconstruct = graph_reconstruction(load_model(str(tiny_checkpoint)).cuda(), None, compile_mode)
     c2w, intrinsics = _source_camera(model)
     for seed in (0, 1):
         images = torch.rand(1, 3, model.config.model.source_size, model.config.model.source_size,

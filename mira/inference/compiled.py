@@ -1,10 +1,11 @@
 """Image -> triplane as one compiled, CUDA-graphed call (``test.py --compile``).
 
 At batch 1 a large model's forward is mostly kernel launches: mira-base (encoder 12 x 768 at 448 px,
-decoder 16 x 1024) takes 20.5 ms under bf16 autocast on an H100, of which 11 ms are kernels; the
-encoder and decoder in bfloat16 weights, ``torch.compile``d and replayed as a CUDA graph
-(``mode="reduce-overhead"``), take 7.5 ms (``benchmarks/bench_reconstruct.py``, docs/BENCHMARKS.md; that
-figure is of the same compiled call made by the benchmark, this module's own path is still to be timed).
+decoder 16 x 1024) takes 20.5 ms under bf16 autocast on an H100, of which 11 ms are kernels. On CUDA the encoder
+and decoder run in bfloat16 weights, ``torch.compile``d (``mode="default"``), and the compiled call is captured as
+one plain CUDA graph, so a call is an input copy and a replay: no dynamo guards and no graph-tree bookkeeping of
+``mode="reduce-overhead"`` on the host, which cost 0.5-0.8 ms a call (OpenLRM-base 4.70 -> 4.23 ms, TripoSR
+8.14 -> 7.31 ms on one H100; ``benchmarks/bench_reconstruct.py``, docs/BENCHMARKS.md).
 Compiling costs about a minute on the first image, so it pays for many images (a folder, the web app).
 
 The renderer stays in float32: only the triplanes come from the compiled call.
@@ -73,32 +74,40 @@ def compile_reconstruction(model, dtype: torch.dtype | None, backend: str = "ind
         dtype: bfloat16 / float16 weights, or None to keep float32.
         backend: ``torch.compile``'s backend (``"eager"`` checks the wiring in seconds, as the tests do).
     """
-    cast_reconstruction_parts(model, dtype)
     on_cuda = next(model.parameters()).device.type == "cuda"
-    mode = "reduce-overhead" if on_cuda and backend == "inductor" else None
-    if on_cuda and compiles_vit_attention_contiguous(model):
-        feed_attention_contiguous(model.encoder.backbone)
-    compiled = torch.compile(model.forward_triplanes, backend=backend, mode=mode)
+    if on_cuda and backend == "inductor":  # inductor's kernels in one plain CUDA graph: no guards per call
+        return graph_reconstruction(model, dtype, compile_mode="default")
+    cast_reconstruction_parts(model, dtype)
+    compiled = torch.compile(model.forward_triplanes, backend=backend)  # the CPU, or the tests' "eager"
     input_dtype = dtype or torch.float32
 
     def reconstruct(images: Tensor, c2w: Tensor, intrinsics: Tensor) -> Tensor:
         with torch.inference_mode():
-            # a CUDA graph reuses its output buffer on the next replay: copy it out
-            return compiled(images.to(input_dtype), c2w, intrinsics).float().clone()
+            return compiled(images.to(input_dtype), c2w, intrinsics).float()
 
     return reconstruct
 
 
-def graph_reconstruction(model, dtype: torch.dtype | None) -> ReconstructFn:
-    """``model.forward_triplanes`` run eagerly once per input shape and captured as a CUDA graph, then replayed
-    (no ``torch.compile``: the eager kernels, cuDNN attention and cuBLAS matmuls, without their launch cost).
+def graph_reconstruction(model, dtype: torch.dtype | None, compile_mode: str | None = None) -> ReconstructFn:
+    """``model.forward_triplanes`` captured as one CUDA graph per input shape, then replayed.
+
+    ``compile_mode`` None captures the eager kernels (cuDNN attention, cuBLAS matmuls) without their launch cost;
+    a ``torch.compile`` mode ("default", "max-autotune-no-cudagraphs") captures inductor's kernels instead, so a
+    call is one input copy and one replay, without dynamo's guards or the bookkeeping of
+    ``mode="reduce-overhead"``'s graph trees on the host (:func:`compile_reconstruction` on CUDA).
 
     Same interface as :func:`compile_reconstruction`: images (B, 3, S, S), c2w (B, 4, 4), intrinsics (B, 4) on a
     CUDA device -> float32 triplanes (B, 3, C, R, R), a fresh tensor per call. The first call of a shape runs the
-    forward three times (two warm-ups on a side stream, then the capture); later calls copy the inputs into the
-    graph's buffers and replay it. With ``dtype`` the encoder, camera embedder and decoder are cast in place.
+    forward three times (two warm-ups on a side stream, which compile, then the capture); later calls copy the
+    inputs into the graph's buffers and replay it. With ``dtype`` the encoder, camera embedder and decoder are cast
+    in place.
     """
     cast_reconstruction_parts(model, dtype)
+    forward = model.forward_triplanes
+    if compile_mode is not None:
+        if compiles_vit_attention_contiguous(model):
+            feed_attention_contiguous(model.encoder.backbone)
+        forward = torch.compile(forward, mode=compile_mode)
     input_dtype = dtype or torch.float32
     graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, tuple[Tensor, Tensor, Tensor], Tensor]] = {}
 
@@ -108,11 +117,11 @@ def graph_reconstruction(model, dtype: torch.dtype | None) -> ReconstructFn:
         side.wait_stream(torch.cuda.current_stream(images.device))
         with torch.cuda.stream(side):  # warm-up outside the capture: workspaces, caches of shape-derived tensors
             for _ in range(2):
-                model.forward_triplanes(*buffers)
+                forward(*buffers)
         torch.cuda.current_stream(images.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            output = model.forward_triplanes(*buffers)
+            output = forward(*buffers)
         return graph, buffers, output
 
     def reconstruct(images: Tensor, c2w: Tensor, intrinsics: Tensor) -> Tensor:
