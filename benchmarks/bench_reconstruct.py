@@ -8,9 +8,10 @@ Random weights of ``--config`` (default ``configs/mira-base.json``; the DINOv2-b
 * ``bf16 weights``: the model cast to bfloat16 (no per-op casts of the weights);
 * ``bf16 weights + compile``: and ``torch.compile`` of the whole ``forward_triplanes``;
 * ``bf16 weights + compile + CUDA graphs``: ``torch.compile(mode="reduce-overhead")``;
-* ``test.py --compile --precision bf16``: the same through :func:`mira.inference.compiled.compile_reconstruction`
-  (encoder and decoder in bf16, renderer in fp32; a ViT encoder's attention fed contiguous tensors, as below), as
-  the pipeline runs it;
+* ``test.py --compile --precision bf16``: :func:`mira.inference.compiled.compile_reconstruction` as the pipeline
+  runs it: encoder and decoder in bf16 (renderer in fp32), compiled (``mode="default"``; a ViT encoder's attention
+  fed contiguous tensors, as below) and captured as one plain CUDA graph, so a call is an input copy and a replay
+  without ``reduce-overhead``'s guard checks and graph-tree bookkeeping on the host;
 * ``bf16 weights + CUDA graphs, no compile``: :func:`mira.inference.compiled.graph_reconstruction`, the eager
   bf16 forward captured as a CUDA graph (CUDA only);
 * ``bf16 weights + compile + CUDA graphs, fused attention only``: compiled and traced with SDPA's math kernel
@@ -45,7 +46,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from mira.cameras import canonical_source_c2w  # noqa: E402
-from mira.benchmarking import benchmark_config, median_seconds, print_top_operators  # noqa: E402
+from mira.benchmarking import benchmark_config, count_flops, median_seconds, print_top_operators  # noqa: E402
 from mira.config import MiraConfig  # noqa: E402
 from mira.inference.compiled import (compile_reconstruction, feed_attention_contiguous,  # noqa: E402
                                      graph_reconstruction)
@@ -74,15 +75,11 @@ def build_model(cfg: MiraConfig, device: torch.device,
 
 
 def forward_flops(model: MIRA, inputs: tuple[torch.Tensor, ...]) -> int:
-    """FLOPs of one ``forward_triplanes`` (matrix products, convolutions and attention, as
-    ``torch.utils.flop_counter`` counts them): what the TFLOP/s column divides by each variant's time."""
-    from torch.utils.flop_counter import FlopCounterMode
-
+    """FLOPs of one ``forward_triplanes`` (:func:`mira.benchmarking.count_flops`): what the TFLOP/s column divides
+    by each variant's time."""
     model.requires_grad_(False)  # an inference forward: no autograd hooks for the counter's module tracker
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model.forward_triplanes(*inputs)
-    return counter.get_total_flops()
+    with torch.no_grad():
+        return count_flops(lambda: model.forward_triplanes(*inputs))
 
 
 def variants(model: MIRA, inputs: tuple[torch.Tensor, ...], device: torch.device, quick: bool) -> dict[str, Callable]:
@@ -146,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="time the published OpenLRM-base or TripoSR architecture (random weights) instead of --config")
     parser.add_argument("--attention_backend", default=None,
                         help="the decoder's SDPA kernel first (model.attention_backend: auto, cudnn, flash, ...)")
+    parser.add_argument("--only", nargs="+", default=None, metavar="TEXT",
+                        help="time only the variants whose name contains one of these texts (fp32 always runs: "
+                             "the reference)")
     args = parser.parse_args(argv)
     if args.quick:
         args.device, args.config, args.repeats, args.warmup = "cpu", str(REPO_ROOT / "configs" / "tiny.json"), 2, 1
@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     flops = forward_flops(model, inputs)
     print(f"{flops / 1e9:.4g} GFLOP per forward (matrix products and attention, torch.utils.flop_counter)")
     calls = variants(model, inputs, device, args.quick)
+    if args.only:
+        calls = {label: call for label, call in calls.items()
+                 if label == "fp32" or any(text in label for text in args.only)}
     reference = calls["fp32"]()
     print("| variant | ms (median) | TFLOP/s | relative error vs fp32 |\n|---|---:|---:|---:|")
     for label, call in calls.items():

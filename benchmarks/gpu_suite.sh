@@ -4,8 +4,10 @@
 #   bash benchmarks/gpu_suite.sh reference OUTDIR REF_DIR   # MIRA as OpenLRM-base / TripoSR beside the upstream
 #                                                           # pipelines (REF_DIR: a copy of shared/reference), and
 #                                                           # bench_reconstruct of the same two architectures
-#   bash benchmarks/gpu_suite.sh triplanes OUTDIR REF_DIR   # image -> triplane only: upstream OpenLRM-base and TripoSR
+#   bash benchmarks/gpu_suite.sh triplanes OUTDIR REF_DIR [TEXT ...]
+#                                                           # image -> triplane only: upstream OpenLRM-base and TripoSR
 #                                                           # (median of 20) and MIRA running the same architectures
+#                                                           # (TEXT: only bench_reconstruct's variants naming it)
 #   bash benchmarks/gpu_suite.sh mesh OUTDIR                # issue 12 without mp4: bench_mesh on the shipped model
 #                                                           # (256^3, 512^3, profiled), bench_reconstruct, bench_ray_ops
 #   bash benchmarks/gpu_suite.sh quickstart OUTDIR          # test.py's per-image stages (bench_quickstart, profiled);
@@ -92,8 +94,10 @@ case "$part" in
       --reference_dir "$ref" --reconstruct_only --repeats 20 --warmup 3 --json "$out/reference_triplanes.json" \
       > "$out/reference_triplanes.log" 2>&1
     grep "^|\|^###" "$out/reference_triplanes.log"
+    only=("${@:4}")
     for arch in openlrm-base triposr; do
-      python3 benchmarks/bench_reconstruct.py --device cuda --architecture $arch > "$out/reconstruct_$arch.log" 2>&1
+      python3 benchmarks/bench_reconstruct.py --device cuda --architecture $arch ${only[@]:+--only "${only[@]}"} \
+        > "$out/reconstruct_$arch.log" 2>&1
       grep "^|" "$out/reconstruct_$arch.log"
     done
     ;;

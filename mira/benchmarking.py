@@ -26,6 +26,24 @@ def dinov2_base_encoder_config() -> dict[str, Any]:
     return dinov2_config_dict(Dinov2Config(**DINOV2_BASE))
 
 
+def count_flops(call: Callable[[], object]) -> int:
+    """FLOPs of ``call()``: matrix products, convolutions and attention, as ``torch.utils.flop_counter`` counts
+    them (2 per multiply-add; attention as its two matrix products, q k^T and p v).
+
+    The counter knows SDPA's CUDA kernels only; on the CPU attention runs as its own op, which is counted here the
+    same way (without it, TripoSR's forward counted 2.10 TFLOP instead of 2.96)."""
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    def cpu_attention_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query, key, value)
+
+    counter = FlopCounterMode(display=False, custom_mapping={
+        torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention_flops})
+    with counter:
+        call()
+    return counter.get_total_flops()
+
+
 def benchmark_config(config_path: str, architecture: str | None = None) -> "MiraConfig":
     """The config a benchmark times: ``architecture`` "openlrm-<small|base|large>" or "triposr" gives the
     published architecture as MIRA builds it (docs/PRETRAINED.md), for rows beside the upstream pipelines;

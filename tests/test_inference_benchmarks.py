@@ -4,6 +4,7 @@ session never starts with a broken script. Timings are not checked."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from helpers_training import load_benchmark
 
@@ -57,3 +58,13 @@ def test_benchmarks_time_the_published_architectures_like_for_like():
         benchmark_config("configs/mira-base.json", "lrm-huge")
     with pytest.raises(SystemExit):
         load_benchmark("bench_reconstruct").main(["--quick", "--architecture", "openlrm-large"])
+
+
+def test_flop_count_includes_attention_on_the_cpu():
+    """The TFLOP/s column's count (mira.benchmarking.count_flops) includes attention on the CPU too: q k^T and p v
+    of one (1, 2, 8, 4) attention are 2 x (2 x 2 x 8 x 8 x 4) FLOPs; a 16 x 32 by 32 x 8 product 2 x 16 x 32 x 8."""
+    from mira.benchmarking import count_flops
+
+    q = k = v = torch.randn(1, 2, 8, 4)
+    assert count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)) == 2048
+    assert count_flops(lambda: torch.randn(16, 32) @ torch.randn(32, 8)) == 8192
