@@ -44,9 +44,14 @@ class SharedInt:
     """
 
     def __init__(self, value: int = 0):
-        # a lock of the spawn context travels to forked and spawned workers alike (a fork-context lock cannot be
-        # sent to a spawned worker: the procedural data's workers are spawned, mira/data/procedural/mix.py)
-        self._shared = multiprocessing.get_context("spawn").Value("q", value)
+        self._shared = self._new_shared(value)
+
+    @staticmethod
+    def _new_shared(value: int):
+        """A shared 64-bit integer with a lock of the spawn context, which travels to forked and spawned workers
+        alike (a fork-context lock cannot be sent to a spawned worker: the procedural data's workers are spawned,
+        mira/data/procedural/mix.py)."""
+        return multiprocessing.get_context("spawn").Value("q", value)
 
     @property
     def value(self) -> int:
@@ -66,7 +71,7 @@ class SharedInt:
         return {"plain": self.value}
 
     def __setstate__(self, state: dict) -> None:
-        self._shared = state["shared"] if "shared" in state else multiprocessing.get_context("spawn").Value("q", state["plain"])
+        self._shared = state["shared"] if "shared" in state else self._new_shared(state["plain"])
 
 
 class ObjectSkipped(Exception):
